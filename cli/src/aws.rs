@@ -1,0 +1,74 @@
+//! AWS SDK configuration shared by every command that calls AWS: the
+//! environment's region, and an AWS-compatible endpoint when one is set.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region};
+
+use crate::config::Environment;
+
+/// Credentials used against an emulator when the caller set none: emulators
+/// accept any key, and the SDK refuses to sign without one.
+const EMULATOR_KEY: (&str, &str) = ("shopctl-emulator", "shopctl-emulator");
+
+pub async fn sdk_config(env: &Environment) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(env.aws.region.to_string()))
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(20))
+                .build(),
+        );
+    if let Some(url) = &env.aws.endpoint_url {
+        loader = loader.endpoint_url(url.as_str());
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() && std::env::var_os("AWS_PROFILE").is_none() {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                EMULATOR_KEY.0,
+                EMULATOR_KEY.1,
+                None,
+                None,
+                "shopctl-emulator",
+            ));
+        }
+    }
+    loader.load().await
+}
+
+/// Environment variables that give a child process (Terraform) the same
+/// emulator credentials as `sdk_config`, when the caller set none.
+pub fn emulator_env(env: &Environment) -> Vec<(&'static str, &'static str)> {
+    let unset = std::env::var_os("AWS_ACCESS_KEY_ID").is_none() && std::env::var_os("AWS_PROFILE").is_none();
+    if env.aws.endpoint_url.is_some() && unset {
+        vec![("AWS_ACCESS_KEY_ID", EMULATOR_KEY.0), ("AWS_SECRET_ACCESS_KEY", EMULATOR_KEY.1)]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Fails fast, with the address, when a configured endpoint does not accept
+/// connections, instead of letting SDKs and Terraform retry for minutes.
+pub fn check_reachable(env: &Environment) -> Result<()> {
+    let Some(url) = &env.aws.endpoint_url else { return Ok(()) };
+    let rest = url.as_str().split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let default_port = if url.as_str().starts_with("https") { 443 } else { 80 };
+    let address = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        authority.to_owned()
+    } else {
+        format!("{authority}:{default_port}")
+    };
+    let addrs: Vec<_> = address.to_socket_addrs().with_context(|| format!("cannot resolve the AWS endpoint {url}"))?.collect();
+    for addr in &addrs {
+        if TcpStream::connect_timeout(addr, Duration::from_secs(2)).is_ok() {
+            return Ok(());
+        }
+    }
+    bail!(
+        "the AWS endpoint {url} is unreachable (nothing accepts connections at {address})\n  \
+         hint: start the emulator (e.g. `moto_server -p <port>`), or fix aws.endpoint_url / --aws-endpoint"
+    )
+}

@@ -1,0 +1,134 @@
+//! Command-line interface: what a user can type, with help and examples.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::EndpointUrl;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shopctl",
+    version,
+    about = "Stand up the shop platform and prove it stays up",
+    long_about = "Stand up the shop platform and prove it stays up.\n\n\
+        shopctl reads environments/<env>.toml, renders Terraform and Kubernetes manifests from \
+        templates/, and runs Terraform against AWS or an AWS-compatible API.",
+    after_help = "Examples:\n  shopctl render staging            render into .shopctl/staging/rendered\n  \
+        shopctl plan staging              what Terraform would change\n  \
+        shopctl apply staging --yes       apply without asking (CI)\n  \
+        shopctl status staging --json     what exists in AWS\n  \
+        shopctl doctor                    which tools are installed"
+)]
+pub struct Cli {
+    /// Project directory (holding environments/ and templates/); default: the
+    /// nearest such directory from here upwards.
+    #[arg(short = 'C', long = "project-dir", global = true, value_name = "DIR")]
+    pub project_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render Terraform and Kubernetes templates for environments.
+    #[command(after_help = "Examples:\n  shopctl render staging\n  shopctl render --all --out rendered\n  \
+        shopctl render production --out rendered --check   # CI: fail when rendered/ is stale")]
+    Render(RenderArgs),
+
+    /// Show what Terraform would change in an environment.
+    #[command(after_help = "Examples:\n  shopctl plan staging\n  shopctl plan local --aws-endpoint http://127.0.0.1:5000")]
+    Plan(TerraformArgs),
+
+    /// Create or update an environment's infrastructure with Terraform.
+    #[command(after_help = "Asks before changing anything; without a terminal, --yes is required. \
+        Production asks you to type its name.\n\nExamples:\n  shopctl apply staging\n  shopctl apply staging --yes")]
+    Apply(ChangeArgs),
+
+    /// Destroy an environment's infrastructure.
+    #[command(after_help = "Asks before changing anything; without a terminal, --yes is required. \
+        Production asks you to type its name.\n\nExamples:\n  shopctl destroy staging\n  shopctl destroy staging --yes")]
+    Destroy(ChangeArgs),
+
+    /// Report an environment's VPC, subnets, cluster, node groups, repository and buckets.
+    #[command(after_help = "Examples:\n  shopctl status staging\n  shopctl status staging --json")]
+    Status(StatusArgs),
+
+    /// Check the tools shopctl needs and say how to install what is missing.
+    Doctor(DoctorArgs),
+
+    /// List the environments defined under environments/.
+    Envs,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Environments to render (file names under environments/, without .toml).
+    #[arg(value_name = "ENV", required_unless_present = "all")]
+    pub envs: Vec<String>,
+
+    /// Render every environment.
+    #[arg(long, conflicts_with = "envs")]
+    pub all: bool,
+
+    /// Write each environment to DIR/<env>/ instead of .shopctl/<env>/rendered/.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Write nothing; exit 1 when the files on disk differ from a fresh render.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AwsArgs {
+    /// Send every AWS call to this AWS-compatible API (overrides aws.endpoint_url).
+    #[arg(long, value_name = "URL", env = "SHOPCTL_AWS_ENDPOINT")]
+    pub aws_endpoint: Option<EndpointUrl>,
+}
+
+#[derive(Debug, Args)]
+pub struct TerraformArgs {
+    /// The environment (a file name under environments/, without .toml).
+    #[arg(value_name = "ENV")]
+    pub env: String,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// Keep Terraform state on this machine instead of the configured backend.
+    #[arg(long)]
+    pub local_state: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    #[command(flatten)]
+    pub terraform: TerraformArgs,
+
+    /// Do not ask for confirmation (required when there is no terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The environment (a file name under environments/, without .toml).
+    #[arg(value_name = "ENV")]
+    pub env: String,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,32 @@
+//! shopctl: stands up the shop platform and proves it stays up.
+
+mod aws;
+mod cli;
+mod commands;
+mod config;
+mod confirm;
+mod doctor;
+mod project;
+mod render;
+mod state_bucket;
+mod status;
+mod terraform;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            if error.is::<terraform::Interrupted>() {
+                eprintln!("shopctl: {error}");
+                return ExitCode::from(terraform::INTERRUPTED_EXIT as u8);
+            }
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Runs Terraform for one environment in its own working directory
+//! (`.shopctl/<env>/terraform`), with a CLI config written by shopctl.
+//!
+//! Terraform runs in its own process group: a Ctrl-C reaches shopctl alone,
+//! which passes exactly one interrupt on, so Terraform stops gracefully and
+//! saves its state (a second interrupt would make it abandon the run).
+
+mod mirror;
+mod summary;
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+
+use anyhow::{bail, Context, Result};
+use tokio::process::Command;
+
+use crate::config::{LoadedEnvironment, StateBackend};
+use crate::render::{self, Tree};
+pub use mirror::discover as discover_mirror;
+pub use summary::Summary;
+
+/// The exit code for a run stopped by Ctrl-C (128 + SIGINT).
+pub const INTERRUPTED_EXIT: i32 = 130;
+
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: Terraform stopped cleanly and saved its state; run the same command again to continue")]
+pub struct Interrupted;
+
+pub struct Workspace<'a> {
+    pub env: &'a LoadedEnvironment,
+    /// Where Terraform runs: the rendered Terraform tree.
+    pub dir: PathBuf,
+    cli_config: PathBuf,
+    binary: PathBuf,
+}
+
+/// Finds `terraform` on PATH.
+pub fn locate() -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("terraform"))
+        .find(|candidate| candidate.is_file())
+        .context(
+            "Terraform is not installed: no `terraform` on PATH\n  \
+             hint: install Terraform 1.6 or newer (or OpenTofu as `terraform`); `shopctl doctor` lists every missing tool",
+        )
+}
+
+impl<'a> Workspace<'a> {
+    /// Prepares the working directory: writes the rendered trees to
+    /// `<state_dir>/rendered` (Terraform's own files there are kept) and the
+    /// CLI config beside it. Nothing runs yet.
+    pub fn prepare(env: &'a LoadedEnvironment, state_dir: &Path, tree: &Tree) -> Result<Self> {
+        let binary = locate()?;
+        let rendered = state_dir.join("rendered");
+        render::write(tree, &rendered)?;
+        let cache = dirs_cache().join("terraform-plugins");
+        std::fs::create_dir_all(&cache).with_context(|| format!("cannot create {}", cache.display()))?;
+        let cli_config = state_dir.join("terraformrc");
+        std::fs::write(&cli_config, mirror::cli_config(mirror::discover().as_ref(), &cache))
+            .with_context(|| format!("cannot write {}", cli_config.display()))?;
+        Ok(Workspace { env, dir: rendered.join("terraform"), cli_config, binary })
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.binary);
+        command
+            .args(args)
+            .current_dir(&self.dir)
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("TF_INPUT", "0")
+            // No version checks or telemetry calls from Terraform.
+            .env("CHECKPOINT_DISABLE", "1")
+            .envs(crate::aws::emulator_env(&self.env.config))
+            .stdin(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(false);
+        command
+    }
+
+    /// Runs Terraform with its output streamed to ours.
+    pub async fn run(&self, args: &[&str]) -> Result<()> {
+        let mut child = self.command(args).spawn().context("cannot start terraform")?;
+        let status = wait_forwarding_interrupt(&mut child).await?;
+        match status {
+            Outcome::Interrupted => Err(Interrupted.into()),
+            Outcome::Exited(status) if status.success() => Ok(()),
+            Outcome::Exited(status) => bail!("terraform {} failed ({status})", args.first().unwrap_or(&"")),
+        }
+    }
+
+    /// Runs Terraform and returns its standard output (errors still stream).
+    pub async fn output(&self, args: &[&str]) -> Result<Vec<u8>> {
+        let output = self.command(args).stdout(Stdio::piped()).output().await.context("cannot start terraform")?;
+        if !output.status.success() {
+            bail!("terraform {} failed ({})", args.first().unwrap_or(&""), output.status);
+        }
+        Ok(output.stdout)
+    }
+
+    pub async fn init(&self) -> Result<()> {
+        self.run(&["init", "-input=false", "-reconfigure", "-lock-timeout=60s"]).await
+    }
+
+    /// Plans into `tfplan` and counts what it would do.
+    pub async fn plan(&self, destroy: bool) -> Result<Summary> {
+        let mut args = vec!["plan", "-input=false", "-lock-timeout=60s", "-out=tfplan"];
+        if destroy {
+            args.push("-destroy");
+        }
+        self.run(&args).await?;
+        let json = self.output(&["show", "-json", "tfplan"]).await?;
+        summary::from_plan_json(&json).context("cannot read Terraform's plan")
+    }
+
+    /// Applies exactly the plan that was shown (and confirmed).
+    pub async fn apply_plan(&self) -> Result<()> {
+        self.run(&["apply", "-input=false", "-lock-timeout=60s", "tfplan"]).await
+    }
+
+    pub fn uses_s3_state(&self) -> bool {
+        self.env.config.state.backend == StateBackend::S3
+    }
+}
+
+enum Outcome {
+    Exited(ExitStatus),
+    Interrupted,
+}
+
+async fn wait_forwarding_interrupt(child: &mut tokio::process::Child) -> Result<Outcome> {
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status.context("cannot wait for terraform")?;
+                return Ok(if interrupted { Outcome::Interrupted } else { Outcome::Exited(status) });
+            }
+            _ = tokio::signal::ctrl_c() => {
+                if let Some(pid) = child.id() {
+                    eprintln!("\nshopctl: interrupt: asking Terraform to stop safely (it finishes the calls in flight and saves state)...");
+                    // SAFETY: kill(2) with a pid we own and a valid signal has no memory effects.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+                }
+                interrupted = true;
+            }
+        }
+    }
+}
+
+/// shopctl's cache directory, shared by every project on the machine.
+pub fn dirs_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("shopctl")
+}

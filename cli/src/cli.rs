@@ -37,6 +37,10 @@ pub enum Command {
         shopctl render production --out rendered --check   # CI: fail when rendered/ is stale")]
     Render(RenderArgs),
 
+    /// Check rendered Terraform offline: `terraform fmt -check` and `terraform validate`.
+    #[command(after_help = "Examples:\n  shopctl validate staging\n  shopctl validate --all")]
+    Validate(ValidateArgs),
+
     /// Show what Terraform would change in an environment.
     #[command(after_help = "Examples:\n  shopctl plan staging\n  shopctl plan local --aws-endpoint http://127.0.0.1:5000")]
     Plan(TerraformArgs),
@@ -79,6 +83,17 @@ pub struct RenderArgs {
     /// Write nothing; exit 1 when the files on disk differ from a fresh render.
     #[arg(long)]
     pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Environments to validate.
+    #[arg(value_name = "ENV", required_unless_present = "all")]
+    pub envs: Vec<String>,
+
+    /// Validate every environment.
+    #[arg(long, conflicts_with = "envs")]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{AwsArgs, ChangeArgs, Cli, Command, DoctorArgs, RenderArgs, StatusArgs, TerraformArgs};
+use crate::cli::{AwsArgs, ChangeArgs, Cli, Command, DoctorArgs, RenderArgs, StatusArgs, TerraformArgs, ValidateArgs};
 use crate::config::{self, LoadedEnvironment, StateBackend};
 use crate::confirm::{confirm, Question};
 use crate::project::Project;
@@ -20,6 +20,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let project = Project::find(cli.project_dir.as_deref())?;
     match cli.command {
         Command::Render(args) => render(&project, &args),
+        Command::Validate(args) => runtime()?.block_on(validate(&project, &args)),
         Command::Plan(args) => runtime()?.block_on(plan(&project, &args)),
         Command::Apply(args) => runtime()?.block_on(change(&project, &args, Change::Apply)),
         Command::Destroy(args) => runtime()?.block_on(change(&project, &args, Change::Destroy)),
@@ -39,8 +40,16 @@ fn templates(project: &Project) -> Result<Templates> {
     Ok(Templates::load(&project.templates_dir(), Path::new("templates"))?)
 }
 
+fn chosen(project: &Project, all: bool, envs: &[String]) -> Vec<String> {
+    if all {
+        config::available(&project.environments_dir())
+    } else {
+        envs.to_vec()
+    }
+}
+
 fn render(project: &Project, args: &RenderArgs) -> Result<ExitCode> {
-    let names = if args.all { config::available(&project.environments_dir()) } else { args.envs.clone() };
+    let names = chosen(project, args.all, &args.envs);
     // Load and render everything first: one bad environment writes nothing.
     let environments = names.iter().map(|n| project.load(n)).collect::<Result<Vec<_>, _>>()?;
     let templates = templates(project)?;
@@ -93,13 +102,27 @@ fn load(project: &Project, name: &str, aws: &AwsArgs, local_state: bool) -> Resu
 /// Renders, checks the endpoint, bootstraps state and runs `terraform init`.
 async fn workspace<'a>(project: &Project, env: &'a LoadedEnvironment) -> Result<Workspace<'a>> {
     let tree = templates(project)?.render(env)?;
+    let terraform = crate::terraform::locate()?;
     crate::aws::check_reachable(&env.config)?;
-    let workspace = Workspace::prepare(env, &project.state_dir(&env.name), &tree)?;
+    let workspace = Workspace::prepare(terraform, env, &project.state_dir(&env.name), &tree)?;
     if workspace.uses_s3_state() && crate::state_bucket::ensure(env).await? {
         eprintln!("{}: created the Terraform state bucket", env.name);
     }
     workspace.init().await?;
     Ok(workspace)
+}
+
+async fn validate(project: &Project, args: &ValidateArgs) -> Result<ExitCode> {
+    let environments =
+        chosen(project, args.all, &args.envs).iter().map(|n| project.load(n)).collect::<Result<Vec<_>, _>>()?;
+    let templates = templates(project)?;
+    let terraform = crate::terraform::locate()?;
+    for env in &environments {
+        let workspace = Workspace::prepare(terraform.clone(), env, &project.state_dir(&env.name), &templates.render(env)?)?;
+        workspace.validate().await.with_context(|| format!("{}: Terraform is not valid", env.name))?;
+        eprintln!("{}: formatted and valid", env.name);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn plan(project: &Project, args: &TerraformArgs) -> Result<ExitCode> {

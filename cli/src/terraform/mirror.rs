@@ -77,9 +77,13 @@ fn read_dirs(dir: &Path) -> Vec<PathBuf> {
 
 /// The CLI configuration file's text. With a mirror, mirrored providers come
 /// only from it and nothing else is looked up for them; others install as usual.
+/// Without one, downloads go to a shared plugin cache (a local mirror needs
+/// none, and concurrent runs would race on it).
 pub fn cli_config(mirror: Option<&Mirror>, plugin_cache: &Path) -> String {
     let mut text = String::from("# Written by shopctl; changes are overwritten.\n");
-    text.push_str(&format!("plugin_cache_dir = {}\n", hcl_string(&plugin_cache.to_string_lossy())));
+    if mirror.is_none() {
+        text.push_str(&format!("plugin_cache_dir = {}\n", hcl_string(&plugin_cache.to_string_lossy())));
+    }
     if let Some(mirror) = mirror {
         let list = mirror.providers.iter().map(|p| hcl_string(p)).collect::<Vec<_>>().join(", ");
         text.push_str(&format!(

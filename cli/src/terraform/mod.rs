@@ -9,6 +9,7 @@ mod mirror;
 mod summary;
 
 use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
 use std::process::{ExitStatus, Stdio};
 
 use anyhow::{bail, Context, Result};
@@ -50,8 +51,7 @@ impl<'a> Workspace<'a> {
     /// Prepares the working directory: writes the rendered trees to
     /// `<state_dir>/rendered` (Terraform's own files there are kept) and the
     /// CLI config beside it. Nothing runs yet.
-    pub fn prepare(env: &'a LoadedEnvironment, state_dir: &Path, tree: &Tree) -> Result<Self> {
-        let binary = locate()?;
+    pub fn prepare(binary: PathBuf, env: &'a LoadedEnvironment, state_dir: &Path, tree: &Tree) -> Result<Self> {
         let rendered = state_dir.join("rendered");
         render::write(tree, &rendered)?;
         let cache = dirs_cache().join("terraform-plugins");
@@ -64,8 +64,12 @@ impl<'a> Workspace<'a> {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.binary);
+        command.args(args.first());
+        if !std::io::stdout().is_terminal() {
+            command.arg("-no-color");
+        }
         command
-            .args(args)
+            .args(args.iter().skip(1))
             .current_dir(&self.dir)
             .env("TF_CLI_CONFIG_FILE", &self.cli_config)
             .env("TF_IN_AUTOMATION", "1")
@@ -101,6 +105,13 @@ impl<'a> Workspace<'a> {
 
     pub async fn init(&self) -> Result<()> {
         self.run(&["init", "-input=false", "-reconfigure", "-lock-timeout=60s"]).await
+    }
+
+    /// Checks formatting and validity without touching any backend.
+    pub async fn validate(&self) -> Result<()> {
+        self.run(&["fmt", "-check", "-recursive", "-diff"]).await.context("rendered Terraform is not formatted")?;
+        self.run(&["init", "-input=false", "-backend=false"]).await?;
+        self.run(&["validate"]).await
     }
 
     /// Plans into `tfplan` and counts what it would do.

@@ -1,0 +1,134 @@
+//! Test harness: a throwaway copy of the project, the shopctl binary, and
+//! real services (the moto AWS emulator) started on loopback ports.
+#![allow(dead_code)] // each test binary uses part of the harness
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+
+/// The repository root (the workspace above cli/).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A copy of environments/ and templates/ in a temporary directory, so each
+/// test has its own state directory and can edit config freely.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["environments", "templates"] {
+            copy_dir(&repo_root().join(sub), &dir.path().join(sub));
+        }
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// shopctl run in this project, with no terminal on stdin.
+    pub fn shopctl(&self) -> Command {
+        let mut cmd = Command::cargo_bin("shopctl").unwrap();
+        cmd.current_dir(self.path()).env_remove("SHOPCTL_AWS_ENDPOINT").env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// Replaces `from` by `to` in environments/<env>.toml (exactly once).
+    pub fn edit(&self, env: &str, from: &str, to: &str) {
+        let path = self.path().join("environments").join(format!("{env}.toml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches(from).count(), 1, "`{from}` must occur once in {env}.toml");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+
+    pub fn write_env(&self, env: &str, text: &str) {
+        std::fs::write(self.path().join("environments").join(format!("{env}.toml")), text).unwrap();
+    }
+
+    pub fn env_text(&self, env: &str) -> String {
+        std::fs::read_to_string(self.path().join("environments").join(format!("{env}.toml"))).unwrap()
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Where tests/tools.sh installs the Python tools.
+pub fn venv_bin() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
+    cache.join("shopctl/venv/bin")
+}
+
+/// A tool from shopctl's venv or PATH; panics with the fix when missing.
+pub fn tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::iter::once(venv_bin())
+        .chain(std::env::split_paths(&path))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("`{name}` is not installed; run `bash tests/tools.sh` first"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn wait_for_port(port: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on 127.0.0.1:{port} after {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A moto_server (AWS API emulator) on a loopback port; stopped on drop.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let port = free_port();
+        let child = StdCommand::new(tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto = Moto { child, port };
+        wait_for_port(port, Duration::from_secs(60));
+        moto
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

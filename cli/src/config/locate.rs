@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(map.position_of(&KeyPath::parse("tier")).unwrap().line, 1);
         assert_eq!(map.position_of(&KeyPath::parse("network.vpc_cidr")).unwrap().line, 4);
         let element = map.position_of(&KeyPath::parse("network.public_subnets[1]")).unwrap();
-        assert_eq!((element.line, element.column), (5, 25));
+        assert_eq!((element.line, element.column), (5, 24));
         assert_eq!(map.position_of(&KeyPath::parse("eks.node_groups[0].min")).unwrap().line, 9);
         // A missing key points at its parent table.
         assert_eq!(map.position_of(&KeyPath::parse("network.nope")).unwrap().line, 3);

@@ -37,6 +37,17 @@ pub enum Command {
         shopctl render production --out rendered --check   # CI: fail when rendered/ is stale")]
     Render(RenderArgs),
 
+    /// Bring an environment up: for local, the AWS emulator and the Terraform stack on it.
+    #[command(after_help = "Steps for a local environment: render, start the AWS emulator (moto_server) on \
+        aws.endpoint_url unless one answers there, apply Terraform, report status. Running it again \
+        reuses what runs.\n\nExamples:\n  shopctl up local")]
+    Up(UpArgs),
+
+    /// Take an environment down: destroy its infrastructure and stop what `up` started.
+    #[command(after_help = "Asks first; without a terminal, --yes is required.\n\nExamples:\n  \
+        shopctl down local --yes\n  shopctl down local --yes --purge   # also delete .shopctl/local")]
+    Down(DownArgs),
+
     /// Check rendered Terraform offline: `terraform fmt -check` and `terraform validate`.
     #[command(after_help = "Examples:\n  shopctl validate staging\n  shopctl validate --all")]
     Validate(ValidateArgs),
@@ -83,6 +94,28 @@ pub struct RenderArgs {
     /// Write nothing; exit 1 when the files on disk differ from a fresh render.
     #[arg(long)]
     pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The environment (a file name under environments/, without .toml).
+    #[arg(value_name = "ENV")]
+    pub env: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// The environment (a file name under environments/, without .toml).
+    #[arg(value_name = "ENV")]
+    pub env: String,
+
+    /// Do not ask for confirmation (required when there is no terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Also delete the environment's state directory (.shopctl/<env>).
+    #[arg(long)]
+    pub purge: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{AwsArgs, ChangeArgs, Cli, Command, DoctorArgs, RenderArgs, StatusArgs, TerraformArgs, ValidateArgs};
+use crate::cli::{
+    AwsArgs, ChangeArgs, Cli, Command, DoctorArgs, DownArgs, RenderArgs, StatusArgs, TerraformArgs, UpArgs, ValidateArgs,
+};
+use crate::config::Tier;
+use crate::emulator::{self, Started};
 use crate::config::{self, LoadedEnvironment, StateBackend};
 use crate::confirm::{confirm, Question};
 use crate::project::Project;
@@ -20,6 +24,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let project = Project::find(cli.project_dir.as_deref())?;
     match cli.command {
         Command::Render(args) => render(&project, &args),
+        Command::Up(args) => runtime()?.block_on(up(&project, &args)),
+        Command::Down(args) => runtime()?.block_on(down(&project, &args)),
         Command::Validate(args) => runtime()?.block_on(validate(&project, &args)),
         Command::Plan(args) => runtime()?.block_on(plan(&project, &args)),
         Command::Apply(args) => runtime()?.block_on(change(&project, &args, Change::Apply)),
@@ -100,11 +106,14 @@ fn load(project: &Project, name: &str, aws: &AwsArgs, local_state: bool) -> Resu
 }
 
 /// Renders, checks the endpoint, bootstraps state and runs `terraform init`.
-async fn workspace<'a>(project: &Project, env: &'a LoadedEnvironment) -> Result<Workspace<'a>> {
+async fn workspace<'a>(project: &Project, env: &'a LoadedEnvironment, log: Option<PathBuf>) -> Result<Workspace<'a>> {
     let tree = templates(project)?.render(env)?;
     let terraform = crate::terraform::locate()?;
     crate::aws::check_reachable(&env.config)?;
-    let workspace = Workspace::prepare(terraform, env, &project.state_dir(&env.name), &tree)?;
+    let mut workspace = Workspace::prepare(terraform, env, &project.state_dir(&env.name), &tree)?;
+    if let Some(log) = log {
+        workspace = workspace.quiet(log);
+    }
     if workspace.uses_s3_state() && crate::state_bucket::ensure(env).await? {
         eprintln!("{}: created the Terraform state bucket", env.name);
     }
@@ -127,7 +136,7 @@ async fn validate(project: &Project, args: &ValidateArgs) -> Result<ExitCode> {
 
 async fn plan(project: &Project, args: &TerraformArgs) -> Result<ExitCode> {
     let env = load(project, &args.env, &args.aws, args.local_state)?;
-    let workspace = workspace(project, &env).await?;
+    let workspace = workspace(project, &env, None).await?;
     let summary = workspace.plan(false).await?;
     eprintln!("{}: plan: {summary}", env.name);
     Ok(ExitCode::SUCCESS)
@@ -151,7 +160,7 @@ async fn change(project: &Project, args: &ChangeArgs, change: Change) -> Result<
         anyhow::bail!("refusing to {action} {} without --yes: there is no terminal to confirm on", env.name);
     }
     let started = Instant::now();
-    let workspace = workspace(project, &env).await?;
+    let workspace = workspace(project, &env, None).await?;
     let summary = workspace.plan(destroy).await?;
     if summary.is_empty() {
         eprintln!("{}: nothing to {action}; infrastructure matches the configuration", env.name);
@@ -167,6 +176,105 @@ async fn change(project: &Project, args: &ChangeArgs, change: Change) -> Result<
         summary.destroy,
         started.elapsed()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Only local environments come up in one command for now; the EKS path
+/// (image, deploy, smoke test) builds on plan/apply.
+fn local_only(env: &LoadedEnvironment, command: &str) -> Result<()> {
+    if env.config.tier != Tier::Local {
+        anyhow::bail!(
+            "`shopctl {command}` runs local environments; {} is {:?}\n  hint: use `shopctl plan|apply|destroy {}`",
+            env.name,
+            env.config.tier,
+            env.name
+        );
+    }
+    Ok(())
+}
+
+async fn up(project: &Project, args: &UpArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let env = project.load(&args.env)?;
+    local_only(&env, "up")?;
+    let state_dir = project.state_dir(&env.name);
+    let endpoint = env.config.aws.endpoint_url.as_ref().map(ToString::to_string).unwrap_or_default();
+    step(1, "render", &format!("{} templates checked", env.name));
+    templates(project)?.render(&env)?;
+    step(2, "AWS emulator", &endpoint);
+    match emulator::ensure_running(&env.config, &state_dir)? {
+        Started::Reused => eprintln!("      already running; reusing it"),
+        Started::Fresh => {
+            eprintln!("      started moto_server (log: {})", shown(project, &emulator::log_file(&state_dir)).display());
+            discard_stale_local_state(project, &env)?;
+        }
+    }
+    let log = state_dir.join("logs").join("terraform.log");
+    step(3, "terraform apply", &format!("(log: {})", shown(project, &log).display()));
+    let workspace = workspace(project, &env, Some(log)).await?;
+    let summary = workspace.plan(false).await?;
+    if !summary.is_empty() {
+        workspace.apply_plan().await?;
+    }
+    step(4, "status", "");
+    let status = crate::status::query(&env).await?;
+    println!("{}", crate::status::table(&status));
+    eprintln!(
+        "{}: up in {:.0?} ({summary} applied); AWS API at {endpoint}; `shopctl down {}` takes it down",
+        env.name,
+        started.elapsed(),
+        env.name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn step(n: usize, what: &str, detail: &str) {
+    eprintln!("[{n}/4] {what} {detail}");
+}
+
+/// A fresh emulator holds nothing, so local state describing the previous
+/// one's resources is void: drop it rather than let Terraform chase ghosts.
+fn discard_stale_local_state(project: &Project, env: &LoadedEnvironment) -> Result<()> {
+    if env.config.state.backend != StateBackend::Local {
+        return Ok(());
+    }
+    let state = project.state_dir(&env.name).join("rendered/terraform/terraform.tfstate");
+    if state.exists() {
+        std::fs::rename(&state, state.with_extension("tfstate.previous-emulator"))?;
+        eprintln!("      the previous emulator is gone; its Terraform state was set aside");
+    }
+    Ok(())
+}
+
+async fn down(project: &Project, args: &DownArgs) -> Result<ExitCode> {
+    let env = project.load(&args.env)?;
+    local_only(&env, "down")?;
+    let state_dir = project.state_dir(&env.name);
+    confirm(
+        &Question {
+            action: "take down",
+            env: &env.name,
+            tier: env.config.tier,
+            detail: "destroy its infrastructure and stop its AWS emulator".to_owned(),
+        },
+        args.yes,
+    )?;
+    let has_state = state_dir.join("rendered/terraform/terraform.tfstate").exists();
+    if has_state && crate::aws::check_reachable(&env.config).is_ok() {
+        let log = state_dir.join("logs").join("terraform.log");
+        let workspace = workspace(project, &env, Some(log)).await?;
+        let summary = workspace.plan(true).await?;
+        if !summary.is_empty() {
+            workspace.apply_plan().await?;
+        }
+        eprintln!("{}: destroyed ({summary})", env.name);
+    }
+    let stopped = emulator::stop(&state_dir)?;
+    if args.purge && state_dir.exists() {
+        std::fs::remove_dir_all(&state_dir).with_context(|| format!("cannot delete {}", state_dir.display()))?;
+    }
+    let what = if stopped { "emulator stopped" } else { "no emulator of ours was running" };
+    eprintln!("{}: down; {what}{}", env.name, if args.purge { "; state deleted" } else { "" });
     Ok(ExitCode::SUCCESS)
 }
 

@@ -79,7 +79,8 @@ pub fn venv_bin() -> PathBuf {
     crate::terraform::dirs_cache().join("venv").join("bin")
 }
 
-fn find(name: &str) -> Option<PathBuf> {
+/// A tool on PATH or in shopctl's venv.
+pub fn find(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(std::iter::once(venv_bin()))

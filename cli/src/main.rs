@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod confirm;
 mod doctor;
+mod emulator;
 mod project;
 mod render;
 mod state_bucket;

@@ -33,6 +33,9 @@ pub struct Workspace<'a> {
     pub dir: PathBuf,
     cli_config: PathBuf,
     binary: PathBuf,
+    /// When set, Terraform's output goes to this file behind a spinner
+    /// instead of to the terminal.
+    log: Option<PathBuf>,
 }
 
 /// Finds `terraform` on PATH.
@@ -59,7 +62,13 @@ impl<'a> Workspace<'a> {
         let cli_config = state_dir.join("terraformrc");
         std::fs::write(&cli_config, mirror::cli_config(mirror::discover().as_ref(), &cache))
             .with_context(|| format!("cannot write {}", cli_config.display()))?;
-        Ok(Workspace { env, dir: rendered.join("terraform"), cli_config, binary })
+        Ok(Workspace { env, dir: rendered.join("terraform"), cli_config, binary, log: None })
+    }
+
+    /// Sends Terraform's output to `log` (appended) and shows a spinner.
+    pub fn quiet(mut self, log: PathBuf) -> Self {
+        self.log = Some(log);
+        self
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -83,14 +92,35 @@ impl<'a> Workspace<'a> {
         command
     }
 
-    /// Runs Terraform with its output streamed to ours.
+    /// Runs Terraform with its output streamed to ours (or to the log).
     pub async fn run(&self, args: &[&str]) -> Result<()> {
-        let mut child = self.command(args).spawn().context("cannot start terraform")?;
+        let mut command = self.command(args);
+        let mut spinner = None;
+        if let Some(log) = &self.log {
+            std::fs::create_dir_all(log.parent().expect("has a parent"))?;
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+            command.stdout(file.try_clone()?).stderr(file);
+            let bar = indicatif::ProgressBar::new_spinner().with_message(format!("terraform {}", args.join(" ")));
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            spinner = Some(bar);
+        }
+        let mut child = command.spawn().context("cannot start terraform")?;
         let status = wait_forwarding_interrupt(&mut child).await?;
+        if let Some(bar) = spinner {
+            bar.finish_and_clear();
+        }
         match status {
             Outcome::Interrupted => Err(Interrupted.into()),
             Outcome::Exited(status) if status.success() => Ok(()),
-            Outcome::Exited(status) => bail!("terraform {} failed ({status})", args.first().unwrap_or(&"")),
+            Outcome::Exited(status) => {
+                let mut message = format!("terraform {} failed ({status})", args.first().unwrap_or(&""));
+                if let Some(log) = &self.log {
+                    let text = std::fs::read_to_string(log).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+                    message.push_str(&format!("; the end of {}:\n{}", log.display(), tail.join("\n")));
+                }
+                bail!(message)
+            }
         }
     }
 

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what shopctl's tests, benchmarks and local runs need, and only what
+# is missing: Debian packages with apt-get, Python tools into a venv outside
+# the clone (reused across clones; refreshed when tests/requirements.txt
+# changes). Safe to run again and again.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/shopctl
+venv=$cache/venv
+
+say() { printf 'tools: %s\n' "$*" >&2; }
+
+# Debian packages, by the command that proves each is present.
+declare -A packages=(
+  [python3]=python3
+  [hyperfine]=hyperfine
+)
+missing=()
+for cmd in "${!packages[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
+done
+# A venv needs ensurepip, which Debian ships separately.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  say "installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python tools (moto_server, checkov) at pinned versions.
+want=$(sha256sum "$root/tests/requirements.txt" | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ]; then
+  say "creating $venv"
+  python3 -m venv "$venv"
+fi
+if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+  say "installing Python tools from tests/requirements.txt (first time: a few minutes)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/requirements.txt"
+  echo "$want" >"$venv/.requirements.sha256"
+fi
+
+# Terraform is not in Debian's archive or any package registry this project
+# can reach, so it cannot be installed from here: say so plainly.
+if ! command -v terraform >/dev/null 2>&1; then
+  say "error: terraform is not on PATH; install Terraform 1.6 or newer (HashiCorp's release archive or package repository)"
+  exit 1
+fi
+say "ready: $(env -u TF_CLI_CONFIG_FILE terraform version | head -n1), moto $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))'), checkov $("$venv/bin/checkov" --version)"

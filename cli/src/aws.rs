@@ -53,14 +53,7 @@ pub fn emulator_env(env: &Environment) -> Vec<(&'static str, &'static str)> {
 /// connections, instead of letting SDKs and Terraform retry for minutes.
 pub fn check_reachable(env: &Environment) -> Result<()> {
     let Some(url) = &env.aws.endpoint_url else { return Ok(()) };
-    let rest = url.as_str().split_once("://").map_or(url.as_str(), |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let default_port = if url.as_str().starts_with("https") { 443 } else { 80 };
-    let address = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-        authority.to_owned()
-    } else {
-        format!("{authority}:{default_port}")
-    };
+    let address = url.host_port();
     let addrs: Vec<_> = address.to_socket_addrs().with_context(|| format!("cannot resolve the AWS endpoint {url}"))?.collect();
     for addr in &addrs {
         if TcpStream::connect_timeout(addr, Duration::from_secs(2)).is_ok() {

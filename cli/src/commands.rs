@@ -184,7 +184,7 @@ async fn change(project: &Project, args: &ChangeArgs, change: Change) -> Result<
 fn local_only(env: &LoadedEnvironment, command: &str) -> Result<()> {
     if env.config.tier != Tier::Local {
         anyhow::bail!(
-            "`shopctl {command}` runs local environments; {} is {:?}\n  hint: use `shopctl plan|apply|destroy {}`",
+            "`shopctl {command}` runs local environments; {} is {}\n  hint: use `shopctl plan|apply|destroy {}`",
             env.name,
             env.config.tier,
             env.name
@@ -310,9 +310,7 @@ fn envs(project: &Project) -> Result<ExitCode> {
         match project.load(&name) {
             Ok(env) => {
                 let c = &env.config;
-                let tier = serde_json::to_value(c.tier)?.as_str().unwrap_or_default().to_owned();
-                let state = serde_json::to_value(c.state.backend)?.as_str().unwrap_or_default().to_owned();
-                table.add_row([name, tier, c.aws.region.to_string(), state]);
+                table.add_row([name, c.tier.to_string(), c.aws.region.to_string(), c.state.backend.to_string()]);
             }
             Err(e) => {
                 table.add_row([name, "invalid".to_owned(), e.to_string().lines().next().unwrap_or_default().to_owned(), String::new()]);

@@ -32,8 +32,8 @@ fn loopback_address(env: &Environment) -> Result<SocketAddr> {
     let url = env.aws.endpoint_url.as_ref().context(
         "this environment has no aws.endpoint_url, so there is no emulator to run; `up` runs local environments",
     )?;
-    let authority = url.as_str().split_once("://").map_or(url.as_str(), |(_, r)| r).split('/').next().unwrap_or("");
-    let address: SocketAddr = authority
+    let address: SocketAddr = url
+        .host_port()
         .replace("localhost", "127.0.0.1")
         .parse()
         .with_context(|| format!("aws.endpoint_url {url} must be http://<loopback ip>:<port> to run an emulator there"))?;

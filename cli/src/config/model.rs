@@ -40,6 +40,16 @@ pub enum Tier {
     Production,
 }
 
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tier::Local => "local",
+            Tier::Staging => "staging",
+            Tier::Production => "production",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Aws {
@@ -130,6 +140,15 @@ pub struct State {
 pub enum StateBackend {
     S3,
     Local,
+}
+
+impl std::fmt::Display for StateBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StateBackend::S3 => "s3",
+            StateBackend::Local => "local",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

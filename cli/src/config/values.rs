@@ -156,6 +156,20 @@ parsed_string!(
     }
 );
 
+impl EndpointUrl {
+    /// `host:port` of the URL, with the scheme's default port filled in.
+    pub fn host_port(&self) -> String {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("http", &self.0));
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+        if has_port {
+            authority.to_owned()
+        } else {
+            format!("{authority}:{}", if scheme == "https" { 443 } else { 80 })
+        }
+    }
+}
+
 /// An IPv4 network in CIDR notation with no host bits set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -214,6 +228,10 @@ mod tests {
         assert!("20GB".parse::<Bytes>().is_err());
         assert!("10.0.0.0/16".parse::<Cidr>().is_ok());
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        let url: EndpointUrl = "http://127.0.0.1:5000/x".parse().unwrap();
+        assert_eq!(url.host_port(), "127.0.0.1:5000");
+        let url: EndpointUrl = "https://example.com".parse().unwrap();
+        assert_eq!(url.host_port(), "example.com:443");
         let err = "10.0.0.1/16".parse::<Cidr>().unwrap_err();
         assert!(err.contains("10.0.0.0/16"), "{err}");
     }

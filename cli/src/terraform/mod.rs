@@ -40,11 +40,7 @@ pub struct Workspace<'a> {
 
 /// Finds `terraform` on PATH.
 pub fn locate() -> Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("terraform"))
-        .find(|candidate| candidate.is_file())
-        .context(
+    crate::doctor::find("terraform").context(
             "Terraform is not installed: no `terraform` on PATH\n  \
              hint: install Terraform 1.6 or newer (or OpenTofu as `terraform`); `shopctl doctor` lists every missing tool",
         )

@@ -47,6 +47,7 @@ impl Templates {
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::no_escape);
         registry.register_helper("json", Box::new(json_helper));
+        registry.register_helper("hcl", Box::new(hcl_helper));
         let mut outputs = Vec::new();
         for tree in TREES {
             for file in files_under(&dir.join(tree)).map_err(|source| RenderError::Read { dir: dir.join(tree), source })? {
@@ -112,6 +113,35 @@ fn json_helper(
     let text = serde_json::to_string(param.value()).map_err(RenderErrorReason::from)?;
     out.write(&text)?;
     Ok(())
+}
+
+/// Renders a value as an HCL literal formatted as `terraform fmt` writes it
+/// (lists as `["a", "b"]`), so rendered files pass `fmt -check`.
+fn hcl_helper(
+    h: &handlebars::Helper,
+    _: &Handlebars,
+    _: &handlebars::Context,
+    _: &mut handlebars::RenderContext,
+    out: &mut dyn handlebars::Output,
+) -> handlebars::HelperResult {
+    let param = h.param(0).ok_or(RenderErrorReason::ParamNotFoundForIndex("hcl", 0))?;
+    if param.is_value_missing() {
+        return Err(RenderErrorReason::MissingVariable(param.relative_path().cloned()).into());
+    }
+    out.write(&hcl_literal(param.value()))?;
+    Ok(())
+}
+
+fn hcl_literal(value: &Value) -> String {
+    match value {
+        Value::Array(items) => format!("[{}]", items.iter().map(hcl_literal).collect::<Vec<_>>().join(", ")),
+        // Single-line objects: `terraform fmt` aligns only multi-line ones.
+        Value::Object(map) => format!(
+            "{{ {} }}",
+            map.iter().map(|(k, v)| format!("{} = {}", Value::from(k.as_str()), hcl_literal(v))).collect::<Vec<_>>().join(", ")
+        ),
+        scalar => scalar.to_string(),
+    }
 }
 
 /// The data templates see: the environment's config as written, its name,

@@ -25,7 +25,9 @@ pub async fn sdk_config(env: &Environment) -> aws_config::SdkConfig {
         );
     if let Some(url) = &env.aws.endpoint_url {
         loader = loader.endpoint_url(url.as_str());
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() && std::env::var_os("AWS_PROFILE").is_none() {
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+            && std::env::var_os("AWS_PROFILE").is_none()
+        {
             loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
                 EMULATOR_KEY.0,
                 EMULATOR_KEY.1,
@@ -41,9 +43,13 @@ pub async fn sdk_config(env: &Environment) -> aws_config::SdkConfig {
 /// Environment variables that give a child process (Terraform) the same
 /// emulator credentials as `sdk_config`, when the caller set none.
 pub fn emulator_env(env: &Environment) -> Vec<(&'static str, &'static str)> {
-    let unset = std::env::var_os("AWS_ACCESS_KEY_ID").is_none() && std::env::var_os("AWS_PROFILE").is_none();
+    let unset = std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+        && std::env::var_os("AWS_PROFILE").is_none();
     if env.aws.endpoint_url.is_some() && unset {
-        vec![("AWS_ACCESS_KEY_ID", EMULATOR_KEY.0), ("AWS_SECRET_ACCESS_KEY", EMULATOR_KEY.1)]
+        vec![
+            ("AWS_ACCESS_KEY_ID", EMULATOR_KEY.0),
+            ("AWS_SECRET_ACCESS_KEY", EMULATOR_KEY.1),
+        ]
     } else {
         Vec::new()
     }
@@ -52,9 +58,14 @@ pub fn emulator_env(env: &Environment) -> Vec<(&'static str, &'static str)> {
 /// Fails fast, with the address, when a configured endpoint does not accept
 /// connections, instead of letting SDKs and Terraform retry for minutes.
 pub fn check_reachable(env: &Environment) -> Result<()> {
-    let Some(url) = &env.aws.endpoint_url else { return Ok(()) };
+    let Some(url) = &env.aws.endpoint_url else {
+        return Ok(());
+    };
     let address = url.host_port();
-    let addrs: Vec<_> = address.to_socket_addrs().with_context(|| format!("cannot resolve the AWS endpoint {url}"))?.collect();
+    let addrs: Vec<_> = address
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve the AWS endpoint {url}"))?
+        .collect();
     for addr in &addrs {
         if TcpStream::connect_timeout(addr, Duration::from_secs(2)).is_ok() {
             return Ok(());

@@ -33,19 +33,25 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Render Terraform and Kubernetes templates for environments.
-    #[command(after_help = "Examples:\n  shopctl render staging\n  shopctl render --all --out rendered\n  \
-        shopctl render production --out rendered --check   # CI: fail when rendered/ is stale")]
+    #[command(
+        after_help = "Examples:\n  shopctl render staging\n  shopctl render --all --out rendered\n  \
+        shopctl render production --out rendered --check   # CI: fail when rendered/ is stale"
+    )]
     Render(RenderArgs),
 
     /// Bring an environment up: for local, the AWS emulator and the Terraform stack on it.
-    #[command(after_help = "Steps for a local environment: render, start the AWS emulator (moto_server) on \
+    #[command(
+        after_help = "Steps for a local environment: render, start the AWS emulator (moto_server) on \
         aws.endpoint_url unless one answers there, apply Terraform, report status. Running it again \
-        reuses what runs.\n\nExamples:\n  shopctl up local")]
+        reuses what runs.\n\nExamples:\n  shopctl up local"
+    )]
     Up(UpArgs),
 
     /// Take an environment down: destroy its infrastructure and stop what `up` started.
-    #[command(after_help = "Asks first; without a terminal, --yes is required.\n\nExamples:\n  \
-        shopctl down local --yes\n  shopctl down local --yes --purge   # also delete .shopctl/local")]
+    #[command(
+        after_help = "Asks first; without a terminal, --yes is required.\n\nExamples:\n  \
+        shopctl down local --yes\n  shopctl down local --yes --purge   # also delete .shopctl/local"
+    )]
     Down(DownArgs),
 
     /// Check rendered Terraform offline: `terraform fmt -check` and `terraform validate`.
@@ -53,17 +59,23 @@ pub enum Command {
     Validate(ValidateArgs),
 
     /// Show what Terraform would change in an environment.
-    #[command(after_help = "Examples:\n  shopctl plan staging\n  shopctl plan local --aws-endpoint http://127.0.0.1:5000")]
+    #[command(
+        after_help = "Examples:\n  shopctl plan staging\n  shopctl plan local --aws-endpoint http://127.0.0.1:5000"
+    )]
     Plan(TerraformArgs),
 
     /// Create or update an environment's infrastructure with Terraform.
-    #[command(after_help = "Asks before changing anything; without a terminal, --yes is required. \
-        Production asks you to type its name.\n\nExamples:\n  shopctl apply staging\n  shopctl apply staging --yes")]
+    #[command(
+        after_help = "Asks before changing anything; without a terminal, --yes is required. \
+        Production asks you to type its name.\n\nExamples:\n  shopctl apply staging\n  shopctl apply staging --yes"
+    )]
     Apply(ChangeArgs),
 
     /// Destroy an environment's infrastructure.
-    #[command(after_help = "Asks before changing anything; without a terminal, --yes is required. \
-        Production asks you to type its name.\n\nExamples:\n  shopctl destroy staging\n  shopctl destroy staging --yes")]
+    #[command(
+        after_help = "Asks before changing anything; without a terminal, --yes is required. \
+        Production asks you to type its name.\n\nExamples:\n  shopctl destroy staging\n  shopctl destroy staging --yes"
+    )]
     Destroy(ChangeArgs),
 
     /// Report an environment's VPC, subnets, cluster, node groups, repository and buckets.

@@ -7,12 +7,12 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::cli::{
-    AwsArgs, ChangeArgs, Cli, Command, DoctorArgs, DownArgs, RenderArgs, StatusArgs, TerraformArgs, UpArgs, ValidateArgs,
+    AwsArgs, ChangeArgs, Cli, Command, DoctorArgs, DownArgs, RenderArgs, StatusArgs, TerraformArgs,
+    UpArgs, ValidateArgs,
 };
-use crate::config::Tier;
-use crate::emulator::{self, Started};
-use crate::config::{self, LoadedEnvironment, StateBackend};
+use crate::config::{self, LoadedEnvironment, StateBackend, Tier};
 use crate::confirm::{confirm, Question};
+use crate::emulator::{self, Started};
 use crate::project::Project;
 use crate::render::{self, Templates};
 use crate::terraform::Workspace;
@@ -39,11 +39,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 /// Commands that talk to AWS or run Terraform are async; the rest never
 /// start a runtime, which keeps `render` and `--help` instant.
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn templates(project: &Project) -> Result<Templates> {
-    Ok(Templates::load(&project.templates_dir(), Path::new("templates"))?)
+    Ok(Templates::load(
+        &project.templates_dir(),
+        Path::new("templates"),
+    )?)
 }
 
 fn chosen(project: &Project, all: bool, envs: &[String]) -> Vec<String> {
@@ -57,7 +63,10 @@ fn chosen(project: &Project, all: bool, envs: &[String]) -> Vec<String> {
 fn render(project: &Project, args: &RenderArgs) -> Result<ExitCode> {
     let names = chosen(project, args.all, &args.envs);
     // Load and render everything first: one bad environment writes nothing.
-    let environments = names.iter().map(|n| project.load(n)).collect::<Result<Vec<_>, _>>()?;
+    let environments = names
+        .iter()
+        .map(|n| project.load(n))
+        .collect::<Result<Vec<_>, _>>()?;
     let templates = templates(project)?;
     let rendered = environments
         .iter()
@@ -77,7 +86,12 @@ fn render(project: &Project, args: &RenderArgs) -> Result<ExitCode> {
             stale |= !differences.is_empty();
         } else {
             let written = render::write(tree, &out)?;
-            eprintln!("{}: {} files in {} ({written} changed)", env.name, tree.len(), shown(project, &out).display());
+            eprintln!(
+                "{}: {} files in {} ({written} changed)",
+                env.name,
+                tree.len(),
+                shown(project, &out).display()
+            );
         }
     }
     if stale {
@@ -89,12 +103,24 @@ fn render(project: &Project, args: &RenderArgs) -> Result<ExitCode> {
 
 /// A path relative to the project root when it is inside it.
 fn shown(project: &Project, path: &Path) -> PathBuf {
-    let absolute = if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) };
-    absolute.strip_prefix(&project.root).map(Path::to_path_buf).unwrap_or(absolute)
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    absolute
+        .strip_prefix(&project.root)
+        .map(Path::to_path_buf)
+        .unwrap_or(absolute)
 }
 
 /// Loads an environment with the command line's overrides applied.
-fn load(project: &Project, name: &str, aws: &AwsArgs, local_state: bool) -> Result<LoadedEnvironment> {
+fn load(
+    project: &Project,
+    name: &str,
+    aws: &AwsArgs,
+    local_state: bool,
+) -> Result<LoadedEnvironment> {
     let mut env = project.load(name)?;
     if let Some(url) = &aws.aws_endpoint {
         env.config.aws.endpoint_url = Some(url.clone());
@@ -106,7 +132,11 @@ fn load(project: &Project, name: &str, aws: &AwsArgs, local_state: bool) -> Resu
 }
 
 /// Renders, checks the endpoint, bootstraps state and runs `terraform init`.
-async fn workspace<'a>(project: &Project, env: &'a LoadedEnvironment, log: Option<PathBuf>) -> Result<Workspace<'a>> {
+async fn workspace<'a>(
+    project: &Project,
+    env: &'a LoadedEnvironment,
+    log: Option<PathBuf>,
+) -> Result<Workspace<'a>> {
     let tree = templates(project)?.render(env)?;
     let terraform = crate::terraform::locate()?;
     crate::aws::check_reachable(&env.config)?;
@@ -122,13 +152,23 @@ async fn workspace<'a>(project: &Project, env: &'a LoadedEnvironment, log: Optio
 }
 
 async fn validate(project: &Project, args: &ValidateArgs) -> Result<ExitCode> {
-    let environments =
-        chosen(project, args.all, &args.envs).iter().map(|n| project.load(n)).collect::<Result<Vec<_>, _>>()?;
+    let environments = chosen(project, args.all, &args.envs)
+        .iter()
+        .map(|n| project.load(n))
+        .collect::<Result<Vec<_>, _>>()?;
     let templates = templates(project)?;
     let terraform = crate::terraform::locate()?;
     for env in &environments {
-        let workspace = Workspace::prepare(terraform.clone(), env, &project.state_dir(&env.name), &templates.render(env)?)?;
-        workspace.validate().await.with_context(|| format!("{}: Terraform is not valid", env.name))?;
+        let workspace = Workspace::prepare(
+            terraform.clone(),
+            env,
+            &project.state_dir(&env.name),
+            &templates.render(env)?,
+        )?;
+        workspace
+            .validate()
+            .await
+            .with_context(|| format!("{}: Terraform is not valid", env.name))?;
         eprintln!("{}: formatted and valid", env.name);
     }
     Ok(ExitCode::SUCCESS)
@@ -157,16 +197,30 @@ async fn change(project: &Project, args: &ChangeArgs, change: Change) -> Result<
     };
     // Refuse early, before any work, when nobody could confirm.
     if !args.yes && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        anyhow::bail!("refusing to {action} {} without --yes: there is no terminal to confirm on", env.name);
+        anyhow::bail!(
+            "refusing to {action} {} without --yes: there is no terminal to confirm on",
+            env.name
+        );
     }
     let started = Instant::now();
     let workspace = workspace(project, &env, None).await?;
     let summary = workspace.plan(destroy).await?;
     if summary.is_empty() {
-        eprintln!("{}: nothing to {action}; infrastructure matches the configuration", env.name);
+        eprintln!(
+            "{}: nothing to {action}; infrastructure matches the configuration",
+            env.name
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    confirm(&Question { action, env: &env.name, tier: env.config.tier, detail: summary.to_string() }, args.yes)?;
+    confirm(
+        &Question {
+            action,
+            env: &env.name,
+            tier: env.config.tier,
+            detail: summary.to_string(),
+        },
+        args.yes,
+    )?;
     workspace.apply_plan().await?;
     eprintln!(
         "{}: {action} complete: {} added, {} changed, {} destroyed in {:.0?}",
@@ -198,19 +252,32 @@ async fn up(project: &Project, args: &UpArgs) -> Result<ExitCode> {
     let env = project.load(&args.env)?;
     local_only(&env, "up")?;
     let state_dir = project.state_dir(&env.name);
-    let endpoint = env.config.aws.endpoint_url.as_ref().map(ToString::to_string).unwrap_or_default();
+    let endpoint = env
+        .config
+        .aws
+        .endpoint_url
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     step(1, "render", &format!("{} templates checked", env.name));
     templates(project)?.render(&env)?;
     step(2, "AWS emulator", &endpoint);
     match emulator::ensure_running(&env.config, &state_dir)? {
         Started::Reused => eprintln!("      already running; reusing it"),
         Started::Fresh => {
-            eprintln!("      started moto_server (log: {})", shown(project, &emulator::log_file(&state_dir)).display());
+            eprintln!(
+                "      started moto_server (log: {})",
+                shown(project, &emulator::log_file(&state_dir)).display()
+            );
             discard_stale_local_state(project, &env)?;
         }
     }
     let log = state_dir.join("logs").join("terraform.log");
-    step(3, "terraform apply", &format!("(log: {})", shown(project, &log).display()));
+    step(
+        3,
+        "terraform apply",
+        &format!("(log: {})", shown(project, &log).display()),
+    );
     let workspace = workspace(project, &env, Some(log)).await?;
     let summary = workspace.plan(false).await?;
     if !summary.is_empty() {
@@ -238,7 +305,9 @@ fn discard_stale_local_state(project: &Project, env: &LoadedEnvironment) -> Resu
     if env.config.state.backend != StateBackend::Local {
         return Ok(());
     }
-    let state = project.state_dir(&env.name).join("rendered/terraform/terraform.tfstate");
+    let state = project
+        .state_dir(&env.name)
+        .join("rendered/terraform/terraform.tfstate");
     if state.exists() {
         std::fs::rename(&state, state.with_extension("tfstate.previous-emulator"))?;
         eprintln!("      the previous emulator is gone; its Terraform state was set aside");
@@ -259,7 +328,9 @@ async fn down(project: &Project, args: &DownArgs) -> Result<ExitCode> {
         },
         args.yes,
     )?;
-    let has_state = state_dir.join("rendered/terraform/terraform.tfstate").exists();
+    let has_state = state_dir
+        .join("rendered/terraform/terraform.tfstate")
+        .exists();
     if has_state && crate::aws::check_reachable(&env.config).is_ok() {
         let log = state_dir.join("logs").join("terraform.log");
         let workspace = workspace(project, &env, Some(log)).await?;
@@ -271,10 +342,19 @@ async fn down(project: &Project, args: &DownArgs) -> Result<ExitCode> {
     }
     let stopped = emulator::stop(&state_dir)?;
     if args.purge && state_dir.exists() {
-        std::fs::remove_dir_all(&state_dir).with_context(|| format!("cannot delete {}", state_dir.display()))?;
+        std::fs::remove_dir_all(&state_dir)
+            .with_context(|| format!("cannot delete {}", state_dir.display()))?;
     }
-    let what = if stopped { "emulator stopped" } else { "no emulator of ours was running" };
-    eprintln!("{}: down; {what}{}", env.name, if args.purge { "; state deleted" } else { "" });
+    let what = if stopped {
+        "emulator stopped"
+    } else {
+        "no emulator of ours was running"
+    };
+    eprintln!(
+        "{}: down; {what}{}",
+        env.name,
+        if args.purge { "; state deleted" } else { "" }
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -286,7 +366,10 @@ async fn status(project: &Project, args: &StatusArgs) -> Result<ExitCode> {
     } else {
         println!("{}", crate::status::table(&status));
         if !status.complete() {
-            eprintln!("{}: some resources are missing; `shopctl apply {}` creates them", env.name, env.name);
+            eprintln!(
+                "{}: some resources are missing; `shopctl apply {}` creates them",
+                env.name, env.name
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -300,20 +383,36 @@ fn doctor(args: &DoctorArgs) -> Result<ExitCode> {
         println!("{}", crate::doctor::table(&checks));
     }
     let missing_required = checks.iter().any(|c| c.required && !c.found);
-    Ok(if missing_required { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if missing_required {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn envs(project: &Project) -> Result<ExitCode> {
     let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY).set_header(["environment", "tier", "region", "state"]);
+    table
+        .load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(["environment", "tier", "region", "state"]);
     for name in config::available(&project.environments_dir()) {
         match project.load(&name) {
             Ok(env) => {
                 let c = &env.config;
-                table.add_row([name, c.tier.to_string(), c.aws.region.to_string(), c.state.backend.to_string()]);
+                table.add_row([
+                    name,
+                    c.tier.to_string(),
+                    c.aws.region.to_string(),
+                    c.state.backend.to_string(),
+                ]);
             }
             Err(e) => {
-                table.add_row([name, "invalid".to_owned(), e.to_string().lines().next().unwrap_or_default().to_owned(), String::new()]);
+                table.add_row([
+                    name,
+                    "invalid".to_owned(),
+                    e.to_string().lines().next().unwrap_or_default().to_owned(),
+                    String::new(),
+                ]);
             }
         }
     }

@@ -21,13 +21,21 @@ pub fn confirm(question: &Question, yes: bool) -> Result<()> {
     if yes {
         return Ok(());
     }
-    let Question { action, env, tier, detail } = question;
+    let Question {
+        action,
+        env,
+        tier,
+        detail,
+    } = question;
     if !std::io::stdin().is_terminal() {
         bail!("refusing to {action} {env} without --yes: there is no terminal to confirm on\n  plan: {detail}");
     }
     let mut stderr = std::io::stderr();
     if *tier == Tier::Production {
-        write!(stderr, "{action} {env}: {detail}\nThis is production. Type its name ({env}) to continue: ")?;
+        write!(
+            stderr,
+            "{action} {env}: {detail}\nThis is production. Type its name ({env}) to continue: "
+        )?;
     } else {
         write!(stderr, "{action} {env}: {detail}\nContinue? [y/N] ")?;
     }
@@ -35,7 +43,11 @@ pub fn confirm(question: &Question, yes: bool) -> Result<()> {
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     let answer = answer.trim();
-    let approved = if *tier == Tier::Production { answer == *env } else { matches!(answer, "y" | "Y" | "yes") };
+    let approved = if *tier == Tier::Production {
+        answer == *env
+    } else {
+        matches!(answer, "y" | "Y" | "yes")
+    };
     if !approved {
         bail!("{action} of {env} cancelled; nothing was changed");
     }

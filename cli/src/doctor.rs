@@ -79,17 +79,21 @@ pub fn venv_bin() -> PathBuf {
     crate::terraform::dirs_cache().join("venv").join("bin")
 }
 
-/// A tool on PATH or in shopctl's venv.
+/// A tool from shopctl's venv (its pinned versions win) or else from PATH.
 pub fn find(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(std::iter::once(venv_bin()))
+    std::iter::once(venv_bin())
+        .chain(std::env::split_paths(&path))
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
 }
 
 fn first_line(bytes: &[u8]) -> Option<String> {
-    String::from_utf8_lossy(bytes).lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_owned)
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_owned)
 }
 
 pub fn run_checks() -> Vec<Check> {
@@ -98,7 +102,11 @@ pub fn run_checks() -> Vec<Check> {
         .map(|tool| {
             let path = find(tool.name);
             let version = path.as_ref().and_then(|p| {
-                let out = Command::new(p).args(tool.version_args).env("CHECKPOINT_DISABLE", "1").output().ok()?;
+                let out = Command::new(p)
+                    .args(tool.version_args)
+                    .env("CHECKPOINT_DISABLE", "1")
+                    .output()
+                    .ok()?;
                 first_line(&out.stdout).or_else(|| first_line(&out.stderr))
             });
             Check {
@@ -129,18 +137,29 @@ pub fn run_checks() -> Vec<Check> {
 
 pub fn table(checks: &[Check]) -> String {
     let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY).set_header(["tool", "status", "version", "needed for"]);
+    table
+        .load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(["tool", "status", "version", "needed for"]);
     for c in checks {
         let status = match (c.found, c.required) {
             (true, _) => "ok",
             (false, true) => "MISSING",
             (false, false) => "missing (optional)",
         };
-        table.add_row([c.name.as_str(), status, c.version.as_deref().unwrap_or("-"), c.needed_for.as_str()]);
+        table.add_row([
+            c.name.as_str(),
+            status,
+            c.version.as_deref().unwrap_or("-"),
+            c.needed_for.as_str(),
+        ]);
     }
     let mut text = table.to_string();
     for c in checks.iter().filter(|c| !c.found) {
-        text.push_str(&format!("\n{}: {}", c.name, c.install.as_deref().unwrap_or("")));
+        text.push_str(&format!(
+            "\n{}: {}",
+            c.name,
+            c.install.as_deref().unwrap_or("")
+        ));
     }
     text
 }

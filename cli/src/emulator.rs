@@ -3,8 +3,8 @@
 //! pid and log live in the environment's state directory.
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -53,12 +53,19 @@ pub fn ensure_running(env: &Environment, state_dir: &Path) -> Result<Started> {
     if answers(&address) {
         return Ok(Started::Reused);
     }
-    let binary = crate::doctor::find("moto_server").context("moto_server is not installed\n  hint: run `bash tests/tools.sh`")?;
+    let binary = crate::doctor::find("moto_server")
+        .context("moto_server is not installed\n  hint: run `bash tests/tools.sh`")?;
     let log = log_file(state_dir);
     std::fs::create_dir_all(log.parent().expect("has a parent"))?;
-    let log_out = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let log_out =
+        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
     let mut child = Command::new(&binary)
-        .args(["-H", &address.ip().to_string(), "-p", &address.port().to_string()])
+        .args([
+            "-H",
+            &address.ip().to_string(),
+            "-p",
+            &address.port().to_string(),
+        ])
         .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         .stdin(Stdio::null())
         .stdout(log_out.try_clone()?)
@@ -78,7 +85,10 @@ pub fn ensure_running(env: &Environment, state_dir: &Path) -> Result<Started> {
         }
         if Instant::now() > deadline {
             stop(state_dir)?;
-            bail!("moto_server did not listen on {address} within 60 s; see {}", log.display());
+            bail!(
+                "moto_server did not listen on {address} within 60 s; see {}",
+                log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -88,9 +98,13 @@ pub fn ensure_running(env: &Environment, state_dir: &Path) -> Result<Started> {
 /// Stops the emulator shopctl started, if it still runs. Returns whether it did.
 pub fn stop(state_dir: &Path) -> Result<bool> {
     let pid_path = pid_file(state_dir);
-    let Ok(text) = std::fs::read_to_string(&pid_path) else { return Ok(false) };
+    let Ok(text) = std::fs::read_to_string(&pid_path) else {
+        return Ok(false);
+    };
     let _ = std::fs::remove_file(&pid_path);
-    let Ok(pid) = text.trim().parse::<libc::pid_t>() else { return Ok(false) };
+    let Ok(pid) = text.trim().parse::<libc::pid_t>() else {
+        return Ok(false);
+    };
     // A stale pid file may name an unrelated process by now: check it first.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     if !String::from_utf8_lossy(&cmdline).contains("moto_server") {

@@ -16,9 +16,14 @@ impl Project {
     /// directory that has both environments/ and templates/.
     pub fn find(dir: Option<&Path>) -> Result<Self> {
         if let Some(dir) = dir {
-            let root = dir.canonicalize().with_context(|| format!("project directory {}", dir.display()))?;
+            let root = dir
+                .canonicalize()
+                .with_context(|| format!("project directory {}", dir.display()))?;
             if !is_project(&root) {
-                bail!("{} is not a shopctl project: it needs environments/ and templates/", dir.display());
+                bail!(
+                    "{} is not a shopctl project: it needs environments/ and templates/",
+                    dir.display()
+                );
             }
             return Ok(Project { root });
         }

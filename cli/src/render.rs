@@ -16,16 +16,28 @@ pub const TREES: &[&str] = &["terraform", "k8s"];
 
 /// Files in an output tree that are not ours and that `--check` and stale-file
 /// removal leave alone (Terraform's own working files).
-const FOREIGN: &[&str] = &[".terraform", ".terraform.lock.hcl", "terraform.tfstate", "terraform.tfstate.backup", "tfplan"];
+const FOREIGN: &[&str] = &[
+    ".terraform",
+    ".terraform.lock.hcl",
+    "terraform.tfstate",
+    "terraform.tfstate.backup",
+    "tfplan",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("cannot read templates under {}: {source}", .dir.display())]
-    Read { dir: PathBuf, source: std::io::Error },
+    Read {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {reason}", .template.display())]
     Template { template: PathBuf, reason: String },
     #[error("cannot write {}: {source}", .path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Rendered files by output path (`terraform/vpc.tf`), sorted.
@@ -50,19 +62,40 @@ impl Templates {
         registry.register_helper("hcl", Box::new(hcl_helper));
         let mut outputs = Vec::new();
         for tree in TREES {
-            for file in files_under(&dir.join(tree)).map_err(|source| RenderError::Read { dir: dir.join(tree), source })? {
-                let relative = file.strip_prefix(dir).expect("walked under dir").to_path_buf();
-                let Some(output) = relative.to_str().and_then(|s| s.strip_suffix(".hbs")) else { continue };
+            for file in files_under(&dir.join(tree)).map_err(|source| RenderError::Read {
+                dir: dir.join(tree),
+                source,
+            })? {
+                let relative = file
+                    .strip_prefix(dir)
+                    .expect("walked under dir")
+                    .to_path_buf();
+                let Some(output) = relative.to_str().and_then(|s| s.strip_suffix(".hbs")) else {
+                    continue;
+                };
                 let name = relative.to_string_lossy().into_owned();
-                let text = std::fs::read_to_string(&file).map_err(|source| RenderError::Read { dir: file.clone(), source })?;
-                registry.register_template_string(&name, text).map_err(|e| RenderError::Template {
-                    template: display_dir.join(&relative),
-                    reason: format!("{}{}", e.reason(), at_line(e.pos().map(|p| p.0), e.pos().map(|p| p.1))),
+                let text = std::fs::read_to_string(&file).map_err(|source| RenderError::Read {
+                    dir: file.clone(),
+                    source,
                 })?;
+                registry
+                    .register_template_string(&name, text)
+                    .map_err(|e| RenderError::Template {
+                        template: display_dir.join(&relative),
+                        reason: format!(
+                            "{}{}",
+                            e.reason(),
+                            at_line(e.pos().map(|p| p.0), e.pos().map(|p| p.1))
+                        ),
+                    })?;
                 outputs.push((name, PathBuf::from(output)));
             }
         }
-        Ok(Templates { registry, outputs, display_dir: display_dir.to_owned() })
+        Ok(Templates {
+            registry,
+            outputs,
+            display_dir: display_dir.to_owned(),
+        })
     }
 
     /// Renders every template for `env`, entirely in memory.
@@ -71,10 +104,17 @@ impl Templates {
         self.outputs
             .iter()
             .map(|(name, output)| {
-                let text = self.registry.render(name, &context).map_err(|e| RenderError::Template {
-                    template: self.display_dir.join(name),
-                    reason: format!("{}{}", describe(e.reason()), at_line(e.line_no, e.column_no)),
-                })?;
+                let text =
+                    self.registry
+                        .render(name, &context)
+                        .map_err(|e| RenderError::Template {
+                            template: self.display_dir.join(name),
+                            reason: format!(
+                                "{}{}",
+                                describe(e.reason()),
+                                at_line(e.line_no, e.column_no)
+                            ),
+                        })?;
                 Ok((output.clone(), text))
             })
             .collect()
@@ -106,7 +146,9 @@ fn json_helper(
     _: &mut handlebars::RenderContext,
     out: &mut dyn handlebars::Output,
 ) -> handlebars::HelperResult {
-    let param = h.param(0).ok_or(RenderErrorReason::ParamNotFoundForIndex("json", 0))?;
+    let param = h
+        .param(0)
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex("json", 0))?;
     if param.is_value_missing() {
         return Err(RenderErrorReason::MissingVariable(param.relative_path().cloned()).into());
     }
@@ -124,7 +166,9 @@ fn hcl_helper(
     _: &mut handlebars::RenderContext,
     out: &mut dyn handlebars::Output,
 ) -> handlebars::HelperResult {
-    let param = h.param(0).ok_or(RenderErrorReason::ParamNotFoundForIndex("hcl", 0))?;
+    let param = h
+        .param(0)
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex("hcl", 0))?;
     if param.is_value_missing() {
         return Err(RenderErrorReason::MissingVariable(param.relative_path().cloned()).into());
     }
@@ -134,11 +178,17 @@ fn hcl_helper(
 
 fn hcl_literal(value: &Value) -> String {
     match value {
-        Value::Array(items) => format!("[{}]", items.iter().map(hcl_literal).collect::<Vec<_>>().join(", ")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(hcl_literal).collect::<Vec<_>>().join(", ")
+        ),
         // Single-line objects: `terraform fmt` aligns only multi-line ones.
         Value::Object(map) => format!(
             "{{ {} }}",
-            map.iter().map(|(k, v)| format!("{} = {}", Value::from(k.as_str()), hcl_literal(v))).collect::<Vec<_>>().join(", ")
+            map.iter()
+                .map(|(k, v)| format!("{} = {}", Value::from(k.as_str()), hcl_literal(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         scalar => scalar.to_string(),
     }
@@ -166,7 +216,11 @@ pub fn context(env: &LoadedEnvironment) -> Value {
         })
         .collect();
     let state_region = config.state.region.as_ref().unwrap_or(&config.aws.region);
-    let state_key = config.state.key.clone().unwrap_or_else(|| format!("shopctl/{}/terraform.tfstate", env.name));
+    let state_key = config
+        .state
+        .key
+        .clone()
+        .unwrap_or_else(|| format!("shopctl/{}/terraform.tfstate", env.name));
     let object = context.as_object_mut().expect("config is a table");
     object.insert("env".into(), json!(env.name));
     object.insert("terraform".into(), json!({ "node_groups": node_groups }));
@@ -197,7 +251,9 @@ fn files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Whether a path in an output tree belongs to another tool.
 fn is_foreign(relative: &Path) -> bool {
-    relative.components().any(|c| FOREIGN.iter().any(|f| c.as_os_str() == *f))
+    relative
+        .components()
+        .any(|c| FOREIGN.iter().any(|f| c.as_os_str() == *f))
 }
 
 /// What differs between a rendered tree and the one on disk.
@@ -232,13 +288,20 @@ fn ours_on_disk(out: &Path) -> Vec<PathBuf> {
 pub fn diff(tree: &Tree, out: &Path) -> Vec<Difference> {
     let mut differences: Vec<Difference> = tree
         .iter()
-        .filter_map(|(path, text)| match std::fs::read_to_string(out.join(path)) {
-            Ok(on_disk) if on_disk == *text => None,
-            Ok(_) => Some(Difference::Changed(path.clone())),
-            Err(_) => Some(Difference::Missing(path.clone())),
-        })
+        .filter_map(
+            |(path, text)| match std::fs::read_to_string(out.join(path)) {
+                Ok(on_disk) if on_disk == *text => None,
+                Ok(_) => Some(Difference::Changed(path.clone())),
+                Err(_) => Some(Difference::Missing(path.clone())),
+            },
+        )
         .collect();
-    differences.extend(ours_on_disk(out).into_iter().filter(|p| !tree.contains_key(p)).map(Difference::Extra));
+    differences.extend(
+        ours_on_disk(out)
+            .into_iter()
+            .filter(|p| !tree.contains_key(p))
+            .map(Difference::Extra),
+    );
     differences
 }
 
@@ -252,14 +315,20 @@ pub fn write(tree: &Tree, out: &Path) -> Result<usize, RenderError> {
         if std::fs::read_to_string(&target).is_ok_and(|t| t == *text) {
             continue;
         }
-        let fail = |source| RenderError::Write { path: target.clone(), source };
+        let fail = |source| RenderError::Write {
+            path: target.clone(),
+            source,
+        };
         std::fs::create_dir_all(target.parent().expect("has a parent")).map_err(fail)?;
         let partial = target.with_extension("shopctl-partial");
         std::fs::write(&partial, text).map_err(fail)?;
         std::fs::rename(&partial, &target).map_err(fail)?;
         written += 1;
     }
-    for stale in ours_on_disk(out).into_iter().filter(|p| !tree.contains_key(p)) {
+    for stale in ours_on_disk(out)
+        .into_iter()
+        .filter(|p| !tree.contains_key(p))
+    {
         let path = out.join(stale);
         std::fs::remove_file(&path).map_err(|source| RenderError::Write { path, source })?;
     }

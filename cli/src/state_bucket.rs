@@ -14,8 +14,15 @@ use crate::config::LoadedEnvironment;
 /// Creates the state bucket when missing. Returns whether it was created.
 pub async fn ensure(env: &LoadedEnvironment) -> Result<bool> {
     let config = &env.config;
-    let Some(bucket) = &config.state.bucket else { return Ok(false) };
-    let region = config.state.region.as_ref().unwrap_or(&config.aws.region).to_string();
+    let Some(bucket) = &config.state.bucket else {
+        return Ok(false);
+    };
+    let region = config
+        .state
+        .region
+        .as_ref()
+        .unwrap_or(&config.aws.region)
+        .to_string();
     let sdk = crate::aws::sdk_config(config).await;
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
@@ -28,7 +35,9 @@ pub async fn ensure(env: &LoadedEnvironment) -> Result<bool> {
         Ok(_) => return Ok(false),
         Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => {}
         Err(e) => {
-            return Err(anyhow::Error::new(e).context(format!("cannot check the state bucket {bucket}")));
+            return Err(
+                anyhow::Error::new(e).context(format!("cannot check the state bucket {bucket}"))
+            );
         }
     }
     let mut create = s3.create_bucket().bucket(bucket);
@@ -43,7 +52,11 @@ pub async fn ensure(env: &LoadedEnvironment) -> Result<bool> {
     create.send().await.with_context(|| what("create"))?;
     s3.put_bucket_versioning()
         .bucket(bucket)
-        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
         .send()
         .await
         .with_context(|| what("enable versioning on"))?;
@@ -68,7 +81,11 @@ pub async fn ensure(env: &LoadedEnvironment) -> Result<bool> {
         .bucket(bucket)
         .server_side_encryption_configuration(
             ServerSideEncryptionConfiguration::builder()
-                .rules(ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(encryption).build())
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(encryption)
+                        .build(),
+                )
                 .build()
                 .expect("rules are set"),
         )

@@ -77,7 +77,10 @@ pub struct Bucket {
 impl Status {
     /// Whether everything the environment defines was found.
     pub fn complete(&self) -> bool {
-        self.vpc.is_some() && self.cluster.is_some() && self.repository.is_some() && self.buckets.iter().all(|b| b.exists)
+        self.vpc.is_some()
+            && self.cluster.is_some()
+            && self.repository.is_some()
+            && self.buckets.iter().all(|b| b.exists)
     }
 }
 
@@ -108,7 +111,10 @@ pub async fn query(env: &LoadedEnvironment) -> Result<Status> {
 }
 
 fn tag_filter(key: &str, value: &str) -> aws_sdk_ec2::types::Filter {
-    aws_sdk_ec2::types::Filter::builder().name(format!("tag:{key}")).values(value).build()
+    aws_sdk_ec2::types::Filter::builder()
+        .name(format!("tag:{key}"))
+        .values(value)
+        .build()
 }
 
 async fn network(sdk: &aws_config::SdkConfig, env: &str) -> Result<(Option<Vpc>, Vec<Subnet>)> {
@@ -120,11 +126,18 @@ async fn network(sdk: &aws_config::SdkConfig, env: &str) -> Result<(Option<Vpc>,
         .send()
         .await
         .context("EC2 DescribeVpcs failed")?;
-    let Some(vpc) = vpcs.vpcs().first() else { return Ok((None, Vec::new())) };
+    let Some(vpc) = vpcs.vpcs().first() else {
+        return Ok((None, Vec::new()));
+    };
     let vpc_id = vpc.vpc_id().unwrap_or_default().to_owned();
     let subnets = ec2
         .describe_subnets()
-        .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc_id).build())
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("vpc-id")
+                .values(&vpc_id)
+                .build(),
+        )
         .send()
         .await
         .context("EC2 DescribeSubnets failed")?;
@@ -135,35 +148,57 @@ async fn network(sdk: &aws_config::SdkConfig, env: &str) -> Result<(Option<Vpc>,
             id: s.subnet_id().unwrap_or_default().to_owned(),
             cidr: s.cidr_block().unwrap_or_default().to_owned(),
             zone: s.availability_zone().unwrap_or_default().to_owned(),
-            public: s.tags().iter().any(|t| t.key() == Some("kubernetes.io/role/elb")),
+            public: s
+                .tags()
+                .iter()
+                .any(|t| t.key() == Some("kubernetes.io/role/elb")),
         })
         .collect();
     subnets.sort_by(|a, b| (!a.public, &a.zone).cmp(&(!b.public, &b.zone)));
     let vpc = Vpc {
         id: vpc_id,
         cidr: vpc.cidr_block().unwrap_or_default().to_owned(),
-        state: vpc.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        state: vpc
+            .state()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
     };
     Ok((Some(vpc), subnets))
 }
 
-async fn cluster(sdk: &aws_config::SdkConfig, name: &str) -> Result<(Option<Cluster>, Vec<NodeGroup>)> {
+async fn cluster(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+) -> Result<(Option<Cluster>, Vec<NodeGroup>)> {
     let eks = aws_sdk_eks::Client::new(sdk);
     let described = match eks.describe_cluster().name(name).send().await {
         Ok(out) => out,
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
             return Ok((None, Vec::new()))
         }
         Err(e) => return Err(anyhow::Error::new(e).context("EKS DescribeCluster failed")),
     };
-    let Some(c) = described.cluster() else { return Ok((None, Vec::new())) };
+    let Some(c) = described.cluster() else {
+        return Ok((None, Vec::new()));
+    };
     let cluster = Cluster {
         name: name.to_owned(),
-        status: c.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        status: c
+            .status()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
         version: c.version().unwrap_or_default().to_owned(),
         endpoint: c.endpoint().map(str::to_owned),
     };
-    let names = eks.list_nodegroups().cluster_name(name).send().await.context("EKS ListNodegroups failed")?;
+    let names = eks
+        .list_nodegroups()
+        .cluster_name(name)
+        .send()
+        .await
+        .context("EKS ListNodegroups failed")?;
     let mut groups = Vec::new();
     for group in names.nodegroups() {
         let described = eks
@@ -173,11 +208,16 @@ async fn cluster(sdk: &aws_config::SdkConfig, name: &str) -> Result<(Option<Clus
             .send()
             .await
             .context("EKS DescribeNodegroup failed")?;
-        let Some(g) = described.nodegroup() else { continue };
+        let Some(g) = described.nodegroup() else {
+            continue;
+        };
         let scaling = g.scaling_config();
         groups.push(NodeGroup {
             name: group.clone(),
-            status: g.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            status: g
+                .status()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
             min: scaling.and_then(|s| s.min_size()).unwrap_or_default(),
             desired: scaling.and_then(|s| s.desired_size()).unwrap_or_default(),
             max: scaling.and_then(|s| s.max_size()).unwrap_or_default(),
@@ -189,36 +229,71 @@ async fn cluster(sdk: &aws_config::SdkConfig, name: &str) -> Result<(Option<Clus
 
 async fn repository(sdk: &aws_config::SdkConfig, name: &str) -> Result<Option<Repository>> {
     let ecr = aws_sdk_ecr::Client::new(sdk);
-    match ecr.describe_repositories().repository_names(name).send().await {
+    match ecr
+        .describe_repositories()
+        .repository_names(name)
+        .send()
+        .await
+    {
         Ok(out) => Ok(out.repositories().first().map(|r| Repository {
             name: name.to_owned(),
             uri: r.repository_uri().unwrap_or_default().to_owned(),
-            tag_mutability: r.image_tag_mutability().map(|m| m.as_str().to_owned()).unwrap_or_default(),
-            scan_on_push: r.image_scanning_configuration().is_some_and(|s| s.scan_on_push()),
+            tag_mutability: r
+                .image_tag_mutability()
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_default(),
+            scan_on_push: r
+                .image_scanning_configuration()
+                .is_some_and(|s| s.scan_on_push()),
         })),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) => Ok(None),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_repository_not_found_exception()) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(anyhow::Error::new(e).context("ECR DescribeRepositories failed")),
     }
 }
 
-async fn buckets(sdk: &aws_config::SdkConfig, config: &crate::config::Environment) -> Result<Vec<Bucket>> {
+async fn buckets(
+    sdk: &aws_config::SdkConfig,
+    config: &crate::config::Environment,
+) -> Result<Vec<Bucket>> {
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk).force_path_style(config.aws.endpoint_url.is_some()).build(),
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(config.aws.endpoint_url.is_some())
+            .build(),
     );
     let mut buckets = Vec::new();
-    for (purpose, name) in [("media", &config.s3.media_bucket), ("static", &config.s3.static_bucket)] {
+    for (purpose, name) in [
+        ("media", &config.s3.media_bucket),
+        ("static", &config.s3.static_bucket),
+    ] {
         let exists = match s3.head_bucket().bucket(name.as_str()).send().await {
             Ok(_) => true,
             Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => false,
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("S3 HeadBucket {name} failed"))),
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("S3 HeadBucket {name} failed")))
+            }
         };
         let versioning = if exists {
-            let out = s3.get_bucket_versioning().bucket(name.as_str()).send().await.context("S3 GetBucketVersioning failed")?;
+            let out = s3
+                .get_bucket_versioning()
+                .bucket(name.as_str())
+                .send()
+                .await
+                .context("S3 GetBucketVersioning failed")?;
             Some(out.status().map_or("Disabled", |s| s.as_str()).to_owned())
         } else {
             None
         };
-        buckets.push(Bucket { purpose: purpose.to_owned(), name: name.to_string(), exists, versioning });
+        buckets.push(Bucket {
+            purpose: purpose.to_owned(),
+            name: name.to_string(),
+            exists,
+            versioning,
+        });
     }
     Ok(buckets)
 }
@@ -228,7 +303,9 @@ const MISSING: &str = "missing";
 /// The human view: one row per resource.
 pub fn table(status: &Status) -> String {
     let mut table = Table::new();
-    table.load_preset(UTF8_BORDERS_ONLY).set_header(["resource", "name", "state", "details"]);
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_header(["resource", "name", "state", "details"]);
     match &status.vpc {
         Some(v) => table.add_row([
             "vpc",
@@ -239,8 +316,17 @@ pub fn table(status: &Status) -> String {
         None => table.add_row(["vpc", "-", MISSING, ""]),
     };
     for s in &status.subnets {
-        let kind = if s.public { "subnet (public)" } else { "subnet (private)" };
-        table.add_row([kind, &s.id, "available", &format!("{} in {}", s.cidr, s.zone)]);
+        let kind = if s.public {
+            "subnet (public)"
+        } else {
+            "subnet (private)"
+        };
+        table.add_row([
+            kind,
+            &s.id,
+            "available",
+            &format!("{} in {}", s.cidr, s.zone),
+        ]);
     }
     match &status.cluster {
         Some(c) => table.add_row([
@@ -249,14 +335,25 @@ pub fn table(status: &Status) -> String {
             &c.status,
             &format!("Kubernetes {}", c.version),
         ]),
-        None => table.add_row(["eks cluster", &cluster_name(&status.environment), MISSING, ""]),
+        None => table.add_row([
+            "eks cluster",
+            &cluster_name(&status.environment),
+            MISSING,
+            "",
+        ]),
     };
     for g in &status.node_groups {
         table.add_row([
             "node group",
             &g.name,
             &g.status,
-            &format!("{}/{}/{} (min/desired/max) {}", g.min, g.desired, g.max, g.instance_types.join(",")),
+            &format!(
+                "{}/{}/{} (min/desired/max) {}",
+                g.min,
+                g.desired,
+                g.max,
+                g.instance_types.join(",")
+            ),
         ]);
     }
     match &status.repository {
@@ -264,14 +361,27 @@ pub fn table(status: &Status) -> String {
             "ecr repository",
             &r.name,
             "available",
-            &format!("{} tags {}, scan on push {}", r.uri, r.tag_mutability.to_lowercase(), r.scan_on_push),
+            &format!(
+                "{} tags {}, scan on push {}",
+                r.uri,
+                r.tag_mutability.to_lowercase(),
+                r.scan_on_push
+            ),
         ]),
         None => table.add_row(["ecr repository", "-", MISSING, ""]),
     };
     for b in &status.buckets {
         let state = if b.exists { "available" } else { MISSING };
-        let details = b.versioning.as_ref().map(|v| format!("{} files, versioning {}", b.purpose, v.to_lowercase()));
-        table.add_row([&format!("s3 bucket ({})", b.purpose), &b.name, state, &details.unwrap_or_default()]);
+        let details = b
+            .versioning
+            .as_ref()
+            .map(|v| format!("{} files, versioning {}", b.purpose, v.to_lowercase()));
+        table.add_row([
+            &format!("s3 bucket ({})", b.purpose),
+            &b.name,
+            state,
+            &details.unwrap_or_default(),
+        ]);
     }
     table.to_string()
 }

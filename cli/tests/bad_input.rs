@@ -10,7 +10,12 @@ use predicates::prelude::*;
 /// leaving no output behind.
 fn render_fails(project: &Project, env: &str, expected: &[&str]) {
     let out = project.path().join("out");
-    let mut assert = project.shopctl().args(["render", env, "--out"]).arg(&out).assert().failure();
+    let mut assert = project
+        .shopctl()
+        .args(["render", env, "--out"])
+        .arg(&out)
+        .assert()
+        .failure();
     for text in expected {
         assert = assert.stderr(predicate::str::contains(*text));
     }
@@ -20,7 +25,15 @@ fn render_fails(project: &Project, env: &str, expected: &[&str]) {
 #[test]
 fn unknown_environment_lists_the_known_ones() {
     let project = Project::new();
-    render_fails(&project, "qa", &["unknown environment `qa`", "environments/qa.toml", "allowed: local, production, staging"]);
+    render_fails(
+        &project,
+        "qa",
+        &[
+            "unknown environment `qa`",
+            "environments/qa.toml",
+            "allowed: local, production, staging",
+        ],
+    );
     render_fails(&project, "../etc/passwd", &["unknown environment"]);
 }
 
@@ -28,31 +41,65 @@ fn unknown_environment_lists_the_known_ones() {
 fn malformed_toml_names_file_and_line() {
     let project = Project::new();
     project.edit("staging", "region = \"eu-west-1\"", "region = eu-west-1");
-    render_fails(&project, "staging", &["environments/staging.toml:6:10: string values must be quoted"]);
+    render_fails(
+        &project,
+        "staging",
+        &["environments/staging.toml:6:10: string values must be quoted"],
+    );
 }
 
 #[test]
 fn unknown_key_names_the_key_and_what_is_allowed() {
     let project = Project::new();
     project.edit("staging", "[ecr]\n", "[ecr]\nscan = true\n");
-    render_fails(&project, "staging", &["environments/staging.toml:32:1: ecr.scan: unknown field `scan`", "allowed: `repository` or `keep_images`"]);
+    render_fails(
+        &project,
+        "staging",
+        &[
+            "environments/staging.toml:32:1: ecr.scan: unknown field `scan`",
+            "allowed: `repository` or `keep_images`",
+        ],
+    );
 }
 
 #[test]
 fn wrong_type_names_the_key_and_type() {
     let project = Project::new();
     project.edit("staging", "keep_images = 30", "keep_images = \"thirty\"");
-    render_fails(&project, "staging", &["environments/staging.toml:33:15: ecr.keep_images: invalid type", "allowed: a whole number"]);
+    render_fails(
+        &project,
+        "staging",
+        &[
+            "environments/staging.toml:33:15: ecr.keep_images: invalid type",
+            "allowed: a whole number",
+        ],
+    );
 }
 
 #[test]
 fn invalid_cidr_is_rejected_at_its_line() {
     let project = Project::new();
-    project.edit("staging", "vpc_cidr = \"10.20.0.0/16\"", "vpc_cidr = \"10.20.0.0/33\"");
-    render_fails(&project, "staging", &["staging.toml:12:12: network.vpc_cidr: `10.20.0.0/33` is not an IPv4 CIDR"]);
+    project.edit(
+        "staging",
+        "vpc_cidr = \"10.20.0.0/16\"",
+        "vpc_cidr = \"10.20.0.0/33\"",
+    );
+    render_fails(
+        &project,
+        "staging",
+        &["staging.toml:12:12: network.vpc_cidr: `10.20.0.0/33` is not an IPv4 CIDR"],
+    );
     let project = Project::new();
-    project.edit("staging", "vpc_cidr = \"10.20.0.0/16\"", "vpc_cidr = \"10.20.0.1/16\"");
-    render_fails(&project, "staging", &["host bits set; did you mean \"10.20.0.0/16\"?"]);
+    project.edit(
+        "staging",
+        "vpc_cidr = \"10.20.0.0/16\"",
+        "vpc_cidr = \"10.20.0.1/16\"",
+    );
+    render_fails(
+        &project,
+        "staging",
+        &["host bits set; did you mean \"10.20.0.0/16\"?"],
+    );
 }
 
 #[test]
@@ -74,23 +121,53 @@ fn overlapping_and_outside_subnets_are_rejected() {
 fn scaling_bounds_must_be_ordered() {
     let project = Project::new();
     project.edit("staging", "max = 6", "max = 2");
-    render_fails(&project, "staging", &["eks.node_groups[0].desired: desired 3 is above max 2", "allowed: min <= desired <= max"]);
+    render_fails(
+        &project,
+        "staging",
+        &[
+            "eks.node_groups[0].desired: desired 3 is above max 2",
+            "allowed: min <= desired <= max",
+        ],
+    );
 }
 
 #[test]
 fn even_quorums_are_rejected() {
     let project = Project::new();
-    let text = project.env_text("staging").replacen("[services.kafka]\nreplicas = 3", "[services.kafka]\nreplicas = 4", 1);
+    let text = project.env_text("staging").replacen(
+        "[services.kafka]\nreplicas = 3",
+        "[services.kafka]\nreplicas = 4",
+        1,
+    );
     project.write_env("staging", &text);
-    render_fails(&project, "staging", &["services.kafka.replicas: 4 members", "allowed: an odd number"]);
+    render_fails(
+        &project,
+        "staging",
+        &[
+            "services.kafka.replicas: 4 members",
+            "allowed: an odd number",
+        ],
+    );
 }
 
 #[test]
 fn production_refuses_weak_topologies() {
     let project = Project::new();
-    project.edit("production", "single_nat_gateway = false", "single_nat_gateway = true");
-    project.edit("production", "\"eu-west-1b\", \"eu-west-1c\"", "\"eu-west-1a\", \"eu-west-1a\"");
-    let text = project.env_text("production").replacen("[services.rabbitmq]\nreplicas = 3", "[services.rabbitmq]\nreplicas = 1", 1);
+    project.edit(
+        "production",
+        "single_nat_gateway = false",
+        "single_nat_gateway = true",
+    );
+    project.edit(
+        "production",
+        "\"eu-west-1b\", \"eu-west-1c\"",
+        "\"eu-west-1a\", \"eu-west-1a\"",
+    );
+    let text = project.env_text("production").replacen(
+        "[services.rabbitmq]\nreplicas = 3",
+        "[services.rabbitmq]\nreplicas = 1",
+        1,
+    );
     project.write_env("production", &text);
     render_fails(
         &project,
@@ -106,8 +183,16 @@ fn production_refuses_weak_topologies() {
 #[test]
 fn a_template_naming_a_missing_value_fails_with_its_name_and_line() {
     let project = Project::new();
-    std::fs::write(project.path().join("templates/k8s/broken.yaml.hbs"), "kind: ConfigMap\nname: {{kubernetes.nope}}\n").unwrap();
-    render_fails(&project, "staging", &["templates/k8s/broken.yaml.hbs", "kubernetes.nope", "line 2"]);
+    std::fs::write(
+        project.path().join("templates/k8s/broken.yaml.hbs"),
+        "kind: ConfigMap\nname: {{kubernetes.nope}}\n",
+    )
+    .unwrap();
+    render_fails(
+        &project,
+        "staging",
+        &["templates/k8s/broken.yaml.hbs", "kubernetes.nope", "line 2"],
+    );
 }
 
 #[test]
@@ -115,7 +200,13 @@ fn one_bad_environment_stops_all_of_render_all() {
     let project = Project::new();
     project.edit("local", "keep_images = 10", "keep_images = -1");
     let out = project.path().join("out");
-    project.shopctl().args(["render", "--all", "--out"]).arg(&out).assert().failure().stderr(predicate::str::contains("local.toml"));
+    project
+        .shopctl()
+        .args(["render", "--all", "--out"])
+        .arg(&out)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("local.toml"));
     assert!(!out.exists());
 }
 
@@ -139,15 +230,33 @@ fn unreachable_endpoint_fails_fast_before_terraform_runs() {
     let started = std::time::Instant::now();
     project
         .shopctl()
-        .args(["plan", "local", "--aws-endpoint", &format!("http://127.0.0.1:{port}")])
+        .args([
+            "plan",
+            "local",
+            "--aws-endpoint",
+            &format!("http://127.0.0.1:{port}"),
+        ])
         .assert()
         .failure()
-        .stderr(predicate::str::contains(format!("the AWS endpoint http://127.0.0.1:{port} is unreachable")));
+        .stderr(predicate::str::contains(format!(
+            "the AWS endpoint http://127.0.0.1:{port} is unreachable"
+        )));
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
-    assert!(!project.path().join(".shopctl/local/rendered/terraform/.terraform").exists(), "terraform ran");
+    assert!(
+        !project
+            .path()
+            .join(".shopctl/local/rendered/terraform/.terraform")
+            .exists(),
+        "terraform ran"
+    );
     project
         .shopctl()
-        .args(["status", "local", "--aws-endpoint", &format!("http://127.0.0.1:{port}")])
+        .args([
+            "status",
+            "local",
+            "--aws-endpoint",
+            &format!("http://127.0.0.1:{port}"),
+        ])
         .assert()
         .failure()
         .stderr(predicate::str::contains("unreachable"));
@@ -173,9 +282,14 @@ fn destructive_commands_refuse_without_yes_and_without_a_terminal() {
             .args([action, "staging"])
             .assert()
             .failure()
-            .stderr(predicate::str::contains(format!("refusing to {action} staging without --yes")));
+            .stderr(predicate::str::contains(format!(
+                "refusing to {action} staging without --yes"
+            )));
     }
-    assert!(!project.path().join(".shopctl").exists(), "something was prepared before refusing");
+    assert!(
+        !project.path().join(".shopctl").exists(),
+        "something was prepared before refusing"
+    );
 }
 
 #[test]

@@ -25,7 +25,13 @@ fn tree_text(dir: &Path) -> String {
     files.sort();
     files
         .iter()
-        .map(|f| format!("==> {} <==\n{}", f.strip_prefix(dir).unwrap().display(), std::fs::read_to_string(f).unwrap()))
+        .map(|f| {
+            format!(
+                "==> {} <==\n{}",
+                f.strip_prefix(dir).unwrap().display(),
+                std::fs::read_to_string(f).unwrap()
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -34,7 +40,12 @@ fn tree_text(dir: &Path) -> String {
 fn renders_every_environment_like_the_snapshots() {
     let project = Project::new();
     let out = project.path().join("out");
-    project.shopctl().args(["render", "--all", "--out"]).arg(&out).assert().success();
+    project
+        .shopctl()
+        .args(["render", "--all", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
     for env in ["local", "staging", "production"] {
         insta::assert_snapshot!(format!("render_{env}"), tree_text(&out.join(env)));
     }
@@ -44,7 +55,12 @@ fn renders_every_environment_like_the_snapshots() {
 fn output_is_byte_identical_on_rerun_and_check_passes() {
     let project = Project::new();
     let out = project.path().join("out");
-    project.shopctl().args(["render", "staging", "--out"]).arg(&out).assert().success();
+    project
+        .shopctl()
+        .args(["render", "staging", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
     let first = tree_text(&out.join("staging"));
     project
         .shopctl()
@@ -54,14 +70,24 @@ fn output_is_byte_identical_on_rerun_and_check_passes() {
         .success()
         .stderr(predicate::str::contains("(0 changed)"));
     assert_eq!(first, tree_text(&out.join("staging")));
-    project.shopctl().args(["render", "staging", "--check", "--out"]).arg(&out).assert().success();
+    project
+        .shopctl()
+        .args(["render", "staging", "--check", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
 }
 
 #[test]
 fn check_reports_changed_missing_and_extra_files() {
     let project = Project::new();
     let out = project.path().join("out");
-    project.shopctl().args(["render", "staging", "--out"]).arg(&out).assert().success();
+    project
+        .shopctl()
+        .args(["render", "staging", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
     let tf = out.join("staging/terraform");
     std::fs::write(tf.join("variables.tf"), "# edited by hand\n").unwrap();
     std::fs::remove_file(tf.join("backend.tf")).unwrap();
@@ -80,28 +106,59 @@ fn check_reports_changed_missing_and_extra_files() {
         .stdout(predicate::str::contains("extra    terraform/leftover.tf"))
         .stdout(predicate::str::contains("tfstate").not());
     // A plain render repairs the tree and removes the stale file.
-    project.shopctl().args(["render", "staging", "--out"]).arg(&out).assert().success();
+    project
+        .shopctl()
+        .args(["render", "staging", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
     assert!(!tf.join("leftover.tf").exists());
     assert!(tf.join("terraform.tfstate").exists());
-    project.shopctl().args(["render", "staging", "--check", "--out"]).arg(&out).assert().success();
+    project
+        .shopctl()
+        .args(["render", "staging", "--check", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
 }
 
 #[test]
 fn default_output_goes_to_the_state_directory() {
     let project = Project::new();
-    project.shopctl().args(["render", "local"]).assert().success();
-    assert!(project.path().join(".shopctl/local/rendered/terraform/variables.tf").is_file());
-    assert!(project.path().join(".shopctl/local/rendered/k8s/namespace.yaml").is_file());
+    project
+        .shopctl()
+        .args(["render", "local"])
+        .assert()
+        .success();
+    assert!(project
+        .path()
+        .join(".shopctl/local/rendered/terraform/variables.tf")
+        .is_file());
+    assert!(project
+        .path()
+        .join(".shopctl/local/rendered/k8s/namespace.yaml")
+        .is_file());
 }
 
 #[test]
 fn no_secret_like_values_are_rendered() {
     let project = Project::new();
     let out = project.path().join("out");
-    project.shopctl().args(["render", "--all", "--out"]).arg(&out).assert().success();
+    project
+        .shopctl()
+        .args(["render", "--all", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
     for env in ["local", "staging", "production"] {
         let text = tree_text(&out.join(env)).to_lowercase();
-        for needle in ["password", "secret_key", "aws_secret_access_key", "private_key", "token ="] {
+        for needle in [
+            "password",
+            "secret_key",
+            "aws_secret_access_key",
+            "private_key",
+            "token =",
+        ] {
             assert!(!text.contains(needle), "{env} renders `{needle}`");
         }
     }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -30,15 +30,33 @@ fn rendered_terraform_is_formatted_and_valid_for_every_environment() {
 fn checkov_finds_no_failed_checks() {
     let project = Project::new();
     let out = project.path().join("out");
-    project.shopctl().args(["render", "--all", "--out"]).arg(&out).assert().success();
+    project
+        .shopctl()
+        .args(["render", "--all", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
     for env in ["local", "staging", "production"] {
         let output = std::process::Command::new(common::tool("checkov"))
-            .args(["--framework", "terraform", "--quiet", "--compact", "--output", "json", "--skip-download", "-d"])
+            .args([
+                "--framework",
+                "terraform",
+                "--quiet",
+                "--compact",
+                "--output",
+                "json",
+                "--skip-download",
+                "-d",
+            ])
             .arg(out.join(env).join("terraform"))
             .output()
             .expect("run checkov");
-        let report: Value = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|e| panic!("checkov printed no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr)));
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "checkov printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
         let summary = &report["summary"];
         let failed: Vec<String> = report["results"]["failed_checks"]
             .as_array()
@@ -46,24 +64,44 @@ fn checkov_finds_no_failed_checks() {
             .flatten()
             .map(|c| format!("{} {} {}", c["check_id"], c["resource"], c["check_name"]))
             .collect();
-        assert_eq!(summary["failed"], 0, "{env}: checkov failed checks:\n{}", failed.join("\n"));
-        assert!(summary["passed"].as_u64().unwrap() > 50, "{env}: checkov checked too little: {summary}");
+        assert_eq!(
+            summary["failed"],
+            0,
+            "{env}: checkov failed checks:\n{}",
+            failed.join("\n")
+        );
+        assert!(
+            summary["passed"].as_u64().unwrap() > 50,
+            "{env}: checkov checked too little: {summary}"
+        );
     }
 }
 
-/// GET on the emulator (path-style S3 needs no signature in moto).
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (code, body)
+/// Reads an object from the emulator's S3 with boto3 (from the tools venv),
+/// a client independent of shopctl's.
+fn s3_object(moto: &Moto, bucket: &str, key: &str) -> String {
+    let script = "import boto3, sys\n\
+        s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='eu-west-1',\n\
+            aws_access_key_id='test', aws_secret_access_key='test')\n\
+        print(s3.get_object(Bucket=sys.argv[2], Key=sys.argv[3])['Body'].read().decode())\n";
+    let output = std::process::Command::new(common::venv_bin().join("python"))
+        .args(["-c", script, &moto.url(), bucket, key])
+        .output()
+        .expect("run the venv's python");
+    assert!(
+        output.status.success(),
+        "cannot read s3://{bucket}/{key}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }
 
 fn status_json(project: &Project, env: &str, moto: &Moto) -> Value {
-    let out = project.shopctl().args(["status", env, "--json", "--aws-endpoint", &moto.url()]).assert().success();
+    let out = project
+        .shopctl()
+        .args(["status", env, "--json", "--aws-endpoint", &moto.url()])
+        .assert()
+        .success();
     serde_json::from_slice(&out.get_output().stdout).unwrap()
 }
 
@@ -77,20 +115,33 @@ fn round_trip(env: &str, zones: &[&str]) {
         .args(["apply", env, "--yes", "--aws-endpoint", &url])
         .assert()
         .success()
-        .stderr(predicate::str::is_match(format!(r"{env}: apply complete: \d+ added, 0 changed, 0 destroyed")).unwrap());
+        .stderr(
+            predicate::str::is_match(format!(
+                r"{env}: apply complete: \d+ added, 0 changed, 0 destroyed"
+            ))
+            .unwrap(),
+        );
 
     let status = status_json(&project, env, &moto);
     assert_eq!(status["vpc"]["state"], "available", "{status:#}");
     let subnets = status["subnets"].as_array().unwrap();
     assert_eq!(subnets.len(), 6, "{status:#}");
     for zone in zones {
-        assert_eq!(subnets.iter().filter(|s| s["zone"] == *zone).count(), 2, "one public and one private in {zone}");
+        assert_eq!(
+            subnets.iter().filter(|s| s["zone"] == *zone).count(),
+            2,
+            "one public and one private in {zone}"
+        );
     }
     assert_eq!(subnets.iter().filter(|s| s["public"] == true).count(), 3);
     assert_eq!(status["cluster"]["name"], format!("shop-{env}"));
     assert_eq!(status["cluster"]["status"], "ACTIVE");
     assert_eq!(status["cluster"]["version"], "1.33");
-    assert_eq!(status["node_groups"].as_array().unwrap().len(), 1, "{status:#}");
+    assert_eq!(
+        status["node_groups"].as_array().unwrap().len(),
+        1,
+        "{status:#}"
+    );
     assert_eq!(status["repository"]["tag_mutability"], "IMMUTABLE");
     assert_eq!(status["repository"]["scan_on_push"], true);
     for bucket in status["buckets"].as_array().unwrap() {
@@ -107,10 +158,21 @@ fn round_trip(env: &str, zones: &[&str]) {
         .stdout(predicate::str::contains("ACTIVE"));
 
     // State went to the S3 backend (in the emulator), not to local disk.
-    let (code, state) = http_get(moto.port, &format!("/shop-{env}-tfstate/shopctl/{env}/terraform.tfstate"));
-    assert_eq!(code, 200, "no remote state object: {state}");
-    assert!(state.contains("aws_eks_cluster"), "remote state lacks the cluster");
-    assert!(!project.path().join(format!(".shopctl/{env}/rendered/terraform/terraform.tfstate")).exists());
+    let state = s3_object(
+        &moto,
+        &format!("shop-{env}-tfstate"),
+        &format!("shopctl/{env}/terraform.tfstate"),
+    );
+    assert!(
+        state.contains("aws_eks_cluster"),
+        "remote state lacks the cluster"
+    );
+    assert!(!project
+        .path()
+        .join(format!(
+            ".shopctl/{env}/rendered/terraform/terraform.tfstate"
+        ))
+        .exists());
 
     // A second apply changes nothing.
     project
@@ -125,10 +187,25 @@ fn round_trip(env: &str, zones: &[&str]) {
         .args(["destroy", env, "--yes", "--aws-endpoint", &url])
         .assert()
         .success()
-        .stderr(predicate::str::is_match(format!(r"{env}: destroy complete: 0 added, 0 changed, \d+ destroyed")).unwrap());
+        .stderr(
+            predicate::str::is_match(format!(
+                r"{env}: destroy complete: 0 added, 0 changed, \d+ destroyed"
+            ))
+            .unwrap(),
+        );
     let status = status_json(&project, env, &moto);
-    assert!(status["vpc"].is_null() && status["cluster"].is_null() && status["repository"].is_null(), "{status:#}");
-    assert!(status["buckets"].as_array().unwrap().iter().all(|b| b["exists"] == false), "{status:#}");
+    assert!(
+        status["vpc"].is_null() && status["cluster"].is_null() && status["repository"].is_null(),
+        "{status:#}"
+    );
+    assert!(
+        status["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["exists"] == false),
+        "{status:#}"
+    );
 }
 
 #[test]
@@ -149,47 +226,105 @@ fn interrupted_apply_keeps_state_consistent_and_the_rerun_finishes() {
     let binary = assert_cmd::cargo::cargo_bin("shopctl");
     let mut child = std::process::Command::new(&binary)
         .current_dir(project.path())
-        .args(["apply", "local", "--yes", "--local-state", "--aws-endpoint", &url])
+        .args([
+            "apply",
+            "local",
+            "--yes",
+            "--local-state",
+            "--aws-endpoint",
+            &url,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Interrupt once Terraform has started creating resources.
+    // Interrupt once Terraform has started creating resources, and keep
+    // reading its output (a closed pipe would kill it).
     let stdout = BufReader::new(child.stdout.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut seen = String::new();
+    let mut interrupted = false;
     for line in stdout.lines() {
         let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains("Creation complete") {
+        if !interrupted && line.contains("Creation complete") {
             // SAFETY: kill(2) on our own child with a valid signal.
             unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-            break;
+            interrupted = true;
         }
-        assert!(Instant::now() < deadline, "apply never started creating:\n{seen}");
+        seen.push_str(&line);
+        seen.push('\n');
+        assert!(
+            interrupted || Instant::now() < deadline,
+            "apply never started creating:\n{seen}"
+        );
     }
+    assert!(
+        interrupted,
+        "apply ended without creating anything:\n{seen}"
+    );
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "stdout:\n{seen}\nstderr:\n{stderr}");
-    assert!(stderr.contains("interrupted: Terraform stopped cleanly"), "{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "stdout:\n{seen}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("Terraform finishes the changes of this plan first"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("interrupted: Terraform finished the changes it had started"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("apply complete"),
+        "an interrupted apply reported success: {stderr}"
+    );
 
-    // The state file is whole and the next apply finishes the job.
-    let state_path = project.path().join(".shopctl/local/rendered/terraform/terraform.tfstate");
-    let state: Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
-    assert!(!state["resources"].as_array().unwrap().is_empty(), "nothing was recorded before the interrupt");
+    // The state file is whole: it records everything that exists, so the
+    // next run has nothing left to do and nothing "already exists".
+    let state_path = project
+        .path()
+        .join(".shopctl/local/rendered/terraform/terraform.tfstate");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    assert!(
+        state["resources"].as_array().unwrap().len() > 40,
+        "the state is missing resources"
+    );
     project
         .shopctl()
-        .args(["apply", "local", "--yes", "--local-state", "--aws-endpoint", &url])
+        .args([
+            "apply",
+            "local",
+            "--yes",
+            "--local-state",
+            "--aws-endpoint",
+            &url,
+        ])
         .assert()
         .success()
-        .stderr(predicate::str::contains("apply complete"));
+        .stderr(predicate::str::contains("nothing to apply"));
     project
         .shopctl()
         .args(["plan", "local", "--local-state", "--aws-endpoint", &url])
         .assert()
         .success()
-        .stderr(predicate::str::contains("plan: 0 to add, 0 to change, 0 to destroy"));
-    project.shopctl().args(["destroy", "local", "--yes", "--local-state", "--aws-endpoint", &url]).assert().success();
+        .stderr(predicate::str::contains(
+            "plan: 0 to add, 0 to change, 0 to destroy",
+        ));
+    project
+        .shopctl()
+        .args([
+            "destroy",
+            "local",
+            "--yes",
+            "--local-state",
+            "--aws-endpoint",
+            &url,
+        ])
+        .assert()
+        .success();
 }

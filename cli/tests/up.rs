@@ -22,7 +22,11 @@ impl Drop for StopOnDrop<'_> {
 fn up_is_idempotent_and_down_cleans_up() {
     let project = Project::new();
     let port = common::free_port();
-    project.edit("local", "endpoint_url = \"http://127.0.0.1:5000\"", &format!("endpoint_url = \"http://127.0.0.1:{port}\""));
+    project.edit(
+        "local",
+        "endpoint_url = \"http://127.0.0.1:5000\"",
+        &format!("endpoint_url = \"http://127.0.0.1:{port}\""),
+    );
     let _guard = StopOnDrop(&project);
 
     project
@@ -31,10 +35,18 @@ fn up_is_idempotent_and_down_cleans_up() {
         .assert()
         .success()
         .stderr(predicate::str::contains("started moto_server"))
-        .stderr(predicate::str::is_match(r"local: up in .* \(\d+ to add, 0 to change, 0 to destroy applied\)").unwrap())
+        .stderr(
+            predicate::str::is_match(
+                r"local: up in .* \(\d+ to add, 0 to change, 0 to destroy applied\)",
+            )
+            .unwrap(),
+        )
         .stdout(predicate::str::contains("shop-local"))
         .stdout(predicate::str::contains("missing").not());
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_ok(), "the emulator is not running after up");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "the emulator is not running after up"
+    );
 
     project
         .shopctl()
@@ -42,24 +54,37 @@ fn up_is_idempotent_and_down_cleans_up() {
         .assert()
         .success()
         .stderr(predicate::str::contains("already running; reusing it"))
-        .stderr(predicate::str::contains("(0 to add, 0 to change, 0 to destroy applied)"));
+        .stderr(predicate::str::contains(
+            "(0 to add, 0 to change, 0 to destroy applied)",
+        ));
 
     project
         .shopctl()
         .args(["down", "local"])
         .assert()
         .failure()
-        .stderr(predicate::str::contains("refusing to take down local without --yes"));
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_ok(), "down without --yes stopped something");
+        .stderr(predicate::str::contains(
+            "refusing to take down local without --yes",
+        ));
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "down without --yes stopped something"
+    );
 
     project
         .shopctl()
         .args(["down", "local", "--yes", "--purge"])
         .assert()
         .success()
-        .stderr(predicate::str::is_match(r"local: destroyed \(0 to add, 0 to change, \d+ to destroy\)").unwrap())
+        .stderr(
+            predicate::str::is_match(r"local: destroyed \(0 to add, 0 to change, \d+ to destroy\)")
+                .unwrap(),
+        )
         .stderr(predicate::str::contains("emulator stopped; state deleted"));
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "the emulator still runs after down");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the emulator still runs after down"
+    );
     assert!(!project.path().join(".shopctl/local").exists());
 
     // Down with nothing running is not an error.
@@ -80,8 +105,14 @@ fn up_refuses_non_local_environments_and_remote_endpoints() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("runs local environments"))
-        .stderr(predicate::str::contains("shopctl plan|apply|destroy staging"));
-    project.edit("local", "endpoint_url = \"http://127.0.0.1:5000\"", "endpoint_url = \"http://192.0.2.10:5000\"");
+        .stderr(predicate::str::contains(
+            "shopctl plan|apply|destroy staging",
+        ));
+    project.edit(
+        "local",
+        "endpoint_url = \"http://127.0.0.1:5000\"",
+        "endpoint_url = \"http://192.0.2.10:5000\"",
+    );
     project
         .shopctl()
         .args(["up", "local"])

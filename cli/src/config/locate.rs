@@ -78,7 +78,10 @@ pub struct SourceMap<'a> {
 
 impl<'a> SourceMap<'a> {
     pub fn new(source: &'a str) -> Self {
-        SourceMap { source, doc: Document::parse(source).ok() }
+        SourceMap {
+            source,
+            doc: Document::parse(source).ok(),
+        }
     }
 
     /// Position of the deepest existing part of `path` (the value if present,
@@ -210,12 +213,29 @@ mod tests {
     fn finds_lines_of_keys_and_elements() {
         let map = SourceMap::new(SRC);
         assert_eq!(map.position_of(&KeyPath::parse("tier")).unwrap().line, 1);
-        assert_eq!(map.position_of(&KeyPath::parse("network.vpc_cidr")).unwrap().line, 4);
-        let element = map.position_of(&KeyPath::parse("network.public_subnets[1]")).unwrap();
+        assert_eq!(
+            map.position_of(&KeyPath::parse("network.vpc_cidr"))
+                .unwrap()
+                .line,
+            4
+        );
+        let element = map
+            .position_of(&KeyPath::parse("network.public_subnets[1]"))
+            .unwrap();
         assert_eq!((element.line, element.column), (5, 24));
-        assert_eq!(map.position_of(&KeyPath::parse("eks.node_groups[0].min")).unwrap().line, 9);
+        assert_eq!(
+            map.position_of(&KeyPath::parse("eks.node_groups[0].min"))
+                .unwrap()
+                .line,
+            9
+        );
         // A missing key points at its parent table.
-        assert_eq!(map.position_of(&KeyPath::parse("network.nope")).unwrap().line, 3);
+        assert_eq!(
+            map.position_of(&KeyPath::parse("network.nope"))
+                .unwrap()
+                .line,
+            3
+        );
     }
 
     #[test]

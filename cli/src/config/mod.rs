@@ -23,9 +23,16 @@ pub struct LoadedEnvironment {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("unknown environment `{name}`: {} does not exist\n  allowed: {}", .file.display(), list_or_none(.available))]
-    UnknownEnvironment { name: String, file: PathBuf, available: Vec<String> },
+    UnknownEnvironment {
+        name: String,
+        file: PathBuf,
+        available: Vec<String>,
+    },
     #[error("cannot read {}: {source}", .file.display())]
-    Read { file: PathBuf, source: std::io::Error },
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}", Problems(.0))]
     Invalid(Vec<Problem>),
 }
@@ -101,11 +108,21 @@ pub fn load(dir: &Path, display_dir: &Path, name: &str) -> Result<LoadedEnvironm
     let valid_name = name.parse::<DnsLabel>().is_ok();
     let path = dir.join(format!("{name}.toml"));
     if !valid_name || !path.is_file() {
-        return Err(ConfigError::UnknownEnvironment { name: name.to_owned(), file, available: available(dir) });
+        return Err(ConfigError::UnknownEnvironment {
+            name: name.to_owned(),
+            file,
+            available: available(dir),
+        });
     }
-    let source = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+    let source = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
     let config = parse(&source, &file)?;
-    Ok(LoadedEnvironment { name: name.to_owned(), config })
+    Ok(LoadedEnvironment {
+        name: name.to_owned(),
+        config,
+    })
 }
 
 /// Parses and checks one environment file's text.

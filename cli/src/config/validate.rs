@@ -43,15 +43,26 @@ pub fn validate(env: &Environment) -> Vec<Finding> {
     if !LOG_RETENTION_DAYS.contains(&env.logs.retention_days) {
         f.add(
             "logs.retention_days",
-            format!("{} days is not a CloudWatch retention period", env.logs.retention_days),
+            format!(
+                "{} days is not a CloudWatch retention period",
+                env.logs.retention_days
+            ),
             format!("one of {LOG_RETENTION_DAYS:?}"),
         );
     }
     if env.ecr.keep_images == 0 {
-        f.add("ecr.keep_images", "keeping 0 images would expire every image", "1 or more");
+        f.add(
+            "ecr.keep_images",
+            "keeping 0 images would expire every image",
+            "1 or more",
+        );
     }
     if env.s3.media_bucket == env.s3.static_bucket {
-        f.add("s3.static_bucket", "static and media share one bucket", "two different bucket names");
+        f.add(
+            "s3.static_bucket",
+            "static and media share one bucket",
+            "two different bucket names",
+        );
     }
     f.0
 }
@@ -88,7 +99,10 @@ fn subnets(env: &Environment, f: &mut Findings) {
     let net = &env.network;
     let zones = env.aws.availability_zones.len();
     let mut all: Vec<(String, Cidr)> = Vec::new();
-    for (kind, list) in [("public_subnets", &net.public_subnets), ("private_subnets", &net.private_subnets)] {
+    for (kind, list) in [
+        ("public_subnets", &net.public_subnets),
+        ("private_subnets", &net.private_subnets),
+    ] {
         if list.len() != zones {
             f.add(
                 &format!("network.{kind}"),
@@ -99,19 +113,38 @@ fn subnets(env: &Environment, f: &mut Findings) {
         for (i, cidr) in list.iter().enumerate() {
             let key = format!("network.{kind}[{i}]");
             if !net.vpc_cidr.0.contains(&cidr.0) {
-                f.add(&key, format!("{cidr} is outside the VPC {}", net.vpc_cidr), format!("a subnet inside {}", net.vpc_cidr));
+                f.add(
+                    &key,
+                    format!("{cidr} is outside the VPC {}", net.vpc_cidr),
+                    format!("a subnet inside {}", net.vpc_cidr),
+                );
             }
             if cidr.0.prefix_len() > 28 {
-                f.add(&key, format!("{cidr} is smaller than AWS allows"), "a prefix length of /16 to /28");
+                f.add(
+                    &key,
+                    format!("{cidr} is smaller than AWS allows"),
+                    "a prefix length of /16 to /28",
+                );
             }
-            if let Some((other, _)) = all.iter().find(|(_, o)| o.0.contains(&cidr.0) || cidr.0.contains(&o.0)) {
-                f.add(&key, format!("{cidr} overlaps {other}"), "subnets that do not overlap each other");
+            if let Some((other, _)) = all
+                .iter()
+                .find(|(_, o)| o.0.contains(&cidr.0) || cidr.0.contains(&o.0))
+            {
+                f.add(
+                    &key,
+                    format!("{cidr} overlaps {other}"),
+                    "subnets that do not overlap each other",
+                );
             }
             all.push((format!("{key} ({cidr})"), *cidr));
         }
     }
     if !(16..=28).contains(&net.vpc_cidr.0.prefix_len()) {
-        f.add("network.vpc_cidr", format!("{} has a prefix AWS does not allow for a VPC", net.vpc_cidr), "a prefix length of /16 to /28");
+        f.add(
+            "network.vpc_cidr",
+            format!("{} has a prefix AWS does not allow for a VPC", net.vpc_cidr),
+            "a prefix length of /16 to /28",
+        );
     }
     if env.tier == Tier::Production && net.single_nat_gateway {
         f.add(
@@ -141,27 +174,51 @@ fn eks(env: &Environment, f: &mut Findings) {
         }
     }
     if eks.node_groups.is_empty() {
-        f.add("eks.node_groups", "no node group: pods would have nowhere to run", "at least one [[eks.node_groups]]");
+        f.add(
+            "eks.node_groups",
+            "no node group: pods would have nowhere to run",
+            "at least one [[eks.node_groups]]",
+        );
     }
     for (i, group) in eks.node_groups.iter().enumerate() {
         let key = |field: &str| format!("eks.node_groups[{i}].{field}");
         if eks.node_groups[..i].iter().any(|g| g.name == group.name) {
-            f.add(&key("name"), format!("node group `{}` is defined twice", group.name), "unique node group names");
+            f.add(
+                &key("name"),
+                format!("node group `{}` is defined twice", group.name),
+                "unique node group names",
+            );
         }
         if group.max == 0 {
             f.add(&key("max"), "max is 0", "max of 1 or more");
         }
         if group.min > group.desired {
-            f.add(&key("min"), format!("min {} is above desired {}", group.min, group.desired), "min <= desired <= max");
+            f.add(
+                &key("min"),
+                format!("min {} is above desired {}", group.min, group.desired),
+                "min <= desired <= max",
+            );
         }
         if group.desired > group.max {
-            f.add(&key("desired"), format!("desired {} is above max {}", group.desired, group.max), "min <= desired <= max");
+            f.add(
+                &key("desired"),
+                format!("desired {} is above max {}", group.desired, group.max),
+                "min <= desired <= max",
+            );
         }
         if group.instance_types.is_empty() {
-            f.add(&key("instance_types"), "no instance type", "one or more EC2 instance types, such as \"m6i.large\"");
+            f.add(
+                &key("instance_types"),
+                "no instance type",
+                "one or more EC2 instance types, such as \"m6i.large\"",
+            );
         }
         if !(20..=16384).contains(&group.disk_size_gib) {
-            f.add(&key("disk_size_gib"), format!("{} GiB", group.disk_size_gib), "20 to 16384 GiB");
+            f.add(
+                &key("disk_size_gib"),
+                format!("{} GiB", group.disk_size_gib),
+                "20 to 16384 GiB",
+            );
         }
     }
 }
@@ -181,13 +238,37 @@ enum Replicas {
 fn quorums(env: &Environment, f: &mut Findings) {
     let s = &env.services;
     let counts = [
-        ("services.patroni.replicas", s.patroni.replicas, Replicas::Quorum),
-        ("services.kafka.replicas", s.kafka.replicas, Replicas::Quorum),
-        ("services.rabbitmq.replicas", s.rabbitmq.replicas, Replicas::Quorum),
-        ("services.redis.sentinels", s.redis.sentinels, Replicas::Quorum),
-        ("services.redis.replicas", s.redis.replicas, Replicas::Stateful),
+        (
+            "services.patroni.replicas",
+            s.patroni.replicas,
+            Replicas::Quorum,
+        ),
+        (
+            "services.kafka.replicas",
+            s.kafka.replicas,
+            Replicas::Quorum,
+        ),
+        (
+            "services.rabbitmq.replicas",
+            s.rabbitmq.replicas,
+            Replicas::Quorum,
+        ),
+        (
+            "services.redis.sentinels",
+            s.redis.sentinels,
+            Replicas::Quorum,
+        ),
+        (
+            "services.redis.replicas",
+            s.redis.replicas,
+            Replicas::Stateful,
+        ),
         ("services.app.replicas", s.app.replicas, Replicas::Stateless),
-        ("services.worker.replicas", s.worker.replicas, Replicas::Stateless),
+        (
+            "services.worker.replicas",
+            s.worker.replicas,
+            Replicas::Stateless,
+        ),
     ];
     for (key, count, kind) in counts {
         if count == 0 {
@@ -202,7 +283,11 @@ fn quorums(env: &Environment, f: &mut Findings) {
                 "an odd number (1, 3, 5, ...)",
             );
         } else if env.tier == Tier::Production && kind != Replicas::Stateless && count == 1 {
-            f.add(key, "1 replica in production: one failure loses the service", "3 or more in production");
+            f.add(
+                key,
+                "1 replica in production: one failure loses the service",
+                "3 or more in production",
+            );
         }
     }
 }
@@ -210,7 +295,11 @@ fn quorums(env: &Environment, f: &mut Findings) {
 fn state(env: &Environment, f: &mut Findings) {
     match env.state.backend {
         StateBackend::S3 if env.state.bucket.is_none() => {
-            f.add("state.bucket", "the s3 backend needs a bucket", "a bucket name for Terraform state");
+            f.add(
+                "state.bucket",
+                "the s3 backend needs a bucket",
+                "a bucket name for Terraform state",
+            );
         }
         StateBackend::Local if env.tier == Tier::Production => {
             f.add(

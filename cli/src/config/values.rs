@@ -161,7 +161,9 @@ impl EndpointUrl {
     pub fn host_port(&self) -> String {
         let (scheme, rest) = self.0.split_once("://").unwrap_or(("http", &self.0));
         let authority = rest.split('/').next().unwrap_or(rest);
-        let has_port = authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+        let has_port = authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok());
         if has_port {
             authority.to_owned()
         } else {
@@ -186,7 +188,10 @@ impl std::str::FromStr for Cidr {
             .parse()
             .map_err(|_| format!("`{s}` is not an IPv4 CIDR; allowed: an address and prefix length such as \"10.0.0.0/16\""))?;
         if net.network() != net.addr() {
-            return Err(format!("`{s}` has host bits set; did you mean \"{}\"?", net.trunc()));
+            return Err(format!(
+                "`{s}` has host bits set; did you mean \"{}\"?",
+                net.trunc()
+            ));
         }
         Ok(Cidr(net))
     }
@@ -194,7 +199,9 @@ impl std::str::FromStr for Cidr {
 
 impl<'de> Deserialize<'de> for Cidr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -27,12 +27,23 @@ fn candidates() -> Vec<PathBuf> {
     let data_home = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| home.as_ref().map(|h| h.join(".local/share")));
-    let data_dirs = std::env::var("XDG_DATA_DIRS").unwrap_or_else(|_| "/usr/local/share:/usr/share".to_owned());
+    let data_dirs =
+        std::env::var("XDG_DATA_DIRS").unwrap_or_else(|_| "/usr/local/share:/usr/share".to_owned());
     let mut dirs = Vec::new();
     dirs.extend(home.map(|h| h.join(".terraform.d/plugins")));
     dirs.extend(data_home.map(|d| d.join("terraform/plugins")));
-    dirs.extend(data_dirs.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join("terraform/plugins")));
-    let mut opt: Vec<PathBuf> = std::fs::read_dir("/opt").into_iter().flatten().flatten().map(|e| e.path()).collect();
+    dirs.extend(
+        data_dirs
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join("terraform/plugins")),
+    );
+    let mut opt: Vec<PathBuf> = std::fs::read_dir("/opt")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     opt.sort();
     dirs.extend(opt);
     dirs
@@ -43,24 +54,48 @@ pub fn inspect(dir: &Path) -> Option<Mirror> {
     let mut providers = Vec::new();
     // Hosts are DNS names; providers hold versions (unpacked layout) or
     // release archives (packed layout). Anything else is not a mirror.
-    let is_host = |p: &Path| p.file_name().is_some_and(|n| n.to_string_lossy().contains('.'));
+    let is_host = |p: &Path| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().contains('.'))
+    };
     for host in read_dirs(dir).into_iter().filter(|h| is_host(h)) {
         for namespace in read_dirs(&host) {
-            for provider in read_dirs(&namespace).into_iter().filter(|p| holds_releases(p)) {
-                let name = |p: &Path| p.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                providers.push(format!("{}/{}/{}", name(&host), name(&namespace), name(&provider)));
+            for provider in read_dirs(&namespace)
+                .into_iter()
+                .filter(|p| holds_releases(p))
+            {
+                let name = |p: &Path| {
+                    p.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned()
+                };
+                providers.push(format!(
+                    "{}/{}/{}",
+                    name(&host),
+                    name(&namespace),
+                    name(&provider)
+                ));
             }
         }
     }
     providers.sort();
-    (!providers.is_empty()).then(|| Mirror { path: dir.to_path_buf(), providers })
+    (!providers.is_empty()).then(|| Mirror {
+        path: dir.to_path_buf(),
+        providers,
+    })
 }
 
 fn holds_releases(provider: &Path) -> bool {
-    std::fs::read_dir(provider).into_iter().flatten().flatten().any(|entry| {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        name.starts_with(|c: char| c.is_ascii_digit()) || name.starts_with("terraform-provider-")
-    })
+    std::fs::read_dir(provider)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.starts_with(|c: char| c.is_ascii_digit())
+                || name.starts_with("terraform-provider-")
+        })
 }
 
 fn read_dirs(dir: &Path) -> Vec<PathBuf> {
@@ -82,10 +117,18 @@ fn read_dirs(dir: &Path) -> Vec<PathBuf> {
 pub fn cli_config(mirror: Option<&Mirror>, plugin_cache: &Path) -> String {
     let mut text = String::from("# Written by shopctl; changes are overwritten.\n");
     if mirror.is_none() {
-        text.push_str(&format!("plugin_cache_dir = {}\n", hcl_string(&plugin_cache.to_string_lossy())));
+        text.push_str(&format!(
+            "plugin_cache_dir = {}\n",
+            hcl_string(&plugin_cache.to_string_lossy())
+        ));
     }
     if let Some(mirror) = mirror {
-        let list = mirror.providers.iter().map(|p| hcl_string(p)).collect::<Vec<_>>().join(", ");
+        let list = mirror
+            .providers
+            .iter()
+            .map(|p| hcl_string(p))
+            .collect::<Vec<_>>()
+            .join(", ");
         text.push_str(&format!(
             "\nprovider_installation {{\n  filesystem_mirror {{\n    path    = {}\n    include = [{list}]\n  }}\n  direct {{\n    exclude = [{list}]\n  }}\n}}\n",
             hcl_string(&mirror.path.to_string_lossy()),
@@ -105,13 +148,24 @@ mod tests {
     #[test]
     fn finds_providers_in_a_mirror_layout() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("registry.terraform.io/hashicorp/aws/5.100.0/linux_amd64")).unwrap();
+        std::fs::create_dir_all(
+            dir.path()
+                .join("registry.terraform.io/hashicorp/aws/5.100.0/linux_amd64"),
+        )
+        .unwrap();
         let mirror = inspect(dir.path()).unwrap();
         assert_eq!(mirror.providers, ["registry.terraform.io/hashicorp/aws"]);
         let config = cli_config(Some(&mirror), Path::new("/cache"));
         assert!(config.contains("filesystem_mirror"), "{config}");
-        assert!(config.contains("exclude = [\"registry.terraform.io/hashicorp/aws\"]"), "{config}");
-        assert!(inspect(&dir.path().join("registry.terraform.io/hashicorp/aws/5.100.0/linux_amd64")).is_none());
+        assert!(
+            config.contains("exclude = [\"registry.terraform.io/hashicorp/aws\"]"),
+            "{config}"
+        );
+        assert!(inspect(
+            &dir.path()
+                .join("registry.terraform.io/hashicorp/aws/5.100.0/linux_amd64")
+        )
+        .is_none());
         // Three levels of directories alone are not a mirror.
         let other = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(other.path().join("guides/rust/databases")).unwrap();

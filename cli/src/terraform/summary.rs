@@ -17,7 +17,11 @@ impl Summary {
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} to add, {} to change, {} to destroy", self.add, self.change, self.destroy)
+        write!(
+            f,
+            "{} to add, {} to change, {} to destroy",
+            self.add, self.change, self.destroy
+        )
     }
 }
 
@@ -67,7 +71,14 @@ mod tests {
             {"change":{"actions":["update"]}},
             {"change":{"actions":["no-op"]}},
             {"change":{"actions":["read"]}}]}"#;
-        assert_eq!(from_plan_json(json).unwrap(), Summary { add: 2, change: 1, destroy: 1 });
+        assert_eq!(
+            from_plan_json(json).unwrap(),
+            Summary {
+                add: 2,
+                change: 1,
+                destroy: 1
+            }
+        );
         assert!(from_plan_json(b"{}").unwrap().is_empty());
     }
 }

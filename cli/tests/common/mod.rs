@@ -11,7 +11,10 @@ use assert_cmd::Command;
 
 /// The repository root (the workspace above cli/).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// A copy of environments/ and templates/ in a temporary directory, so each
@@ -36,7 +39,9 @@ impl Project {
     /// shopctl run in this project, with no terminal on stdin.
     pub fn shopctl(&self) -> Command {
         let mut cmd = Command::cargo_bin("shopctl").unwrap();
-        cmd.current_dir(self.path()).env_remove("SHOPCTL_AWS_ENDPOINT").env("NO_COLOR", "1");
+        cmd.current_dir(self.path())
+            .env_remove("SHOPCTL_AWS_ENDPOINT")
+            .env("NO_COLOR", "1");
         cmd
     }
 
@@ -44,16 +49,25 @@ impl Project {
     pub fn edit(&self, env: &str, from: &str, to: &str) {
         let path = self.path().join("environments").join(format!("{env}.toml"));
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.matches(from).count(), 1, "`{from}` must occur once in {env}.toml");
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "`{from}` must occur once in {env}.toml"
+        );
         std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
     }
 
     pub fn write_env(&self, env: &str, text: &str) {
-        std::fs::write(self.path().join("environments").join(format!("{env}.toml")), text).unwrap();
+        std::fs::write(
+            self.path().join("environments").join(format!("{env}.toml")),
+            text,
+        )
+        .unwrap();
     }
 
     pub fn env_text(&self, env: &str) -> String {
-        std::fs::read_to_string(self.path().join("environments").join(format!("{env}.toml"))).unwrap()
+        std::fs::read_to_string(self.path().join("environments").join(format!("{env}.toml")))
+            .unwrap()
     }
 }
 
@@ -89,13 +103,20 @@ pub fn tool(name: &str) -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn wait_for_port(port: u16, within: Duration) {
     let deadline = Instant::now() + within;
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on 127.0.0.1:{port} after {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port} after {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

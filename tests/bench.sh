@@ -15,10 +15,12 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 echo "machine: $(nproc) cores, $(uname -sm), $(date -u +%Y-%m-%d)"
+# One --prepare per command, in order: only the fresh render starts empty.
+"$shopctl" -C "$root" render --all --out "$out/rendered" 2>/dev/null
 hyperfine --warmup 5 --runs 50 --shell=none --export-markdown "$out/bench.md" \
-  --command-name 'shopctl --help' "$shopctl --help" \
-  --command-name 'shopctl render --all (3 environments, fresh output)' \
-  --prepare "rm -rf $out/rendered" "$shopctl -C $root render --all --out $out/rendered" \
-  --command-name 'shopctl render --all --check (3 environments)' \
+  --prepare true --command-name 'shopctl --help' "$shopctl --help" \
+  --prepare "rm -rf $out/fresh" --command-name 'shopctl render --all (3 environments, empty output dir)' \
+  "$shopctl -C $root render --all --out $out/fresh" \
+  --prepare true --command-name 'shopctl render --all --check (3 environments, up to date)' \
   "$shopctl -C $root render --all --check --out $out/rendered"
 cat "$out/bench.md"

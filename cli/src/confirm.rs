@@ -42,14 +42,42 @@ pub fn confirm(question: &Question, yes: bool) -> Result<()> {
     stderr.flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
-    let answer = answer.trim();
-    let approved = if *tier == Tier::Production {
-        answer == *env
-    } else {
-        matches!(answer, "y" | "Y" | "yes")
-    };
+    let approved = approves(*tier, env, &answer);
     if !approved {
         bail!("{action} of {env} cancelled; nothing was changed");
     }
     Ok(())
+}
+
+/// Whether a typed answer approves: production wants its name, others a yes.
+fn approves(tier: Tier, env: &str, answer: &str) -> bool {
+    let answer = answer.trim();
+    if tier == Tier::Production {
+        answer == env
+    } else {
+        matches!(answer, "y" | "Y" | "yes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_wants_its_name_and_nothing_else() {
+        assert!(approves(Tier::Production, "production", "production\n"));
+        for answer in ["y", "yes", "Production", "prod", ""] {
+            assert!(!approves(Tier::Production, "production", answer), "{answer}");
+        }
+    }
+
+    #[test]
+    fn others_want_a_yes() {
+        for answer in ["y\n", "Y", "yes"] {
+            assert!(approves(Tier::Staging, "staging", answer), "{answer}");
+        }
+        for answer in ["", "n", "no", "staging", "yess"] {
+            assert!(!approves(Tier::Staging, "staging", answer), "{answer}");
+        }
+    }
 }

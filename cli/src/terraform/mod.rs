@@ -77,15 +77,16 @@ impl<'a> Workspace<'a> {
     ) -> Result<Self> {
         let rendered = state_dir.join("rendered");
         render::write(tree, &rendered)?;
+        // A local mirror needs no plugin cache; without one, downloads are cached.
+        let mirror = mirror::discover();
         let cache = dirs_cache().join("terraform-plugins");
-        std::fs::create_dir_all(&cache)
-            .with_context(|| format!("cannot create {}", cache.display()))?;
+        if mirror.is_none() {
+            std::fs::create_dir_all(&cache)
+                .with_context(|| format!("cannot create {}", cache.display()))?;
+        }
         let cli_config = state_dir.join("terraformrc");
-        std::fs::write(
-            &cli_config,
-            mirror::cli_config(mirror::discover().as_ref(), &cache),
-        )
-        .with_context(|| format!("cannot write {}", cli_config.display()))?;
+        std::fs::write(&cli_config, mirror::cli_config(mirror.as_ref(), &cache))
+            .with_context(|| format!("cannot write {}", cli_config.display()))?;
         Ok(Workspace {
             env,
             dir: rendered.join("terraform"),
@@ -104,7 +105,7 @@ impl<'a> Workspace<'a> {
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.binary);
         command.args(args.first());
-        if !std::io::stdout().is_terminal() {
+        if self.log.is_some() || !std::io::stdout().is_terminal() {
             command.arg("-no-color");
         }
         command

@@ -67,7 +67,10 @@ mod tests {
     fn production_wants_its_name_and_nothing_else() {
         assert!(approves(Tier::Production, "production", "production\n"));
         for answer in ["y", "yes", "Production", "prod", ""] {
-            assert!(!approves(Tier::Production, "production", answer), "{answer}");
+            assert!(
+                !approves(Tier::Production, "production", answer),
+                "{answer}"
+            );
         }
     }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use handlebars::{Handlebars, RenderErrorReason};
+use handlebars::{Handlebars, HelperDef, RenderErrorReason};
 use serde_json::{json, Value};
 
 use crate::config::LoadedEnvironment;
@@ -58,8 +58,8 @@ impl Templates {
         let mut registry = Handlebars::new();
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::no_escape);
-        registry.register_helper("json", Box::new(json_helper));
-        registry.register_helper("hcl", Box::new(hcl_helper));
+        registry.register_helper(JSON_HELPER.name, Box::new(JSON_HELPER));
+        registry.register_helper(HCL_HELPER.name, Box::new(HCL_HELPER));
         let mut outputs = Vec::new();
         for tree in TREES {
             for file in files_under(&dir.join(tree)).map_err(|source| RenderError::Read {
@@ -138,43 +138,45 @@ fn describe(reason: &RenderErrorReason) -> String {
     }
 }
 
-/// Renders a value as JSON (valid in tfvars files and as HCL literals).
-fn json_helper(
-    h: &handlebars::Helper,
-    _: &Handlebars,
-    _: &handlebars::Context,
-    _: &mut handlebars::RenderContext,
-    out: &mut dyn handlebars::Output,
-) -> handlebars::HelperResult {
-    let param = h
-        .param(0)
-        .ok_or(RenderErrorReason::ParamNotFoundForIndex("json", 0))?;
-    if param.is_value_missing() {
-        return Err(RenderErrorReason::MissingVariable(param.relative_path().cloned()).into());
-    }
-    let text = serde_json::to_string(param.value()).map_err(RenderErrorReason::from)?;
-    out.write(&text)?;
-    Ok(())
+/// A helper that writes its one argument through `format`. A missing
+/// argument fails like any missing value in strict mode.
+struct ValueHelper {
+    name: &'static str,
+    format: fn(&Value) -> String,
 }
 
-/// Renders a value as an HCL literal formatted as `terraform fmt` writes it
-/// (lists as `["a", "b"]`), so rendered files pass `fmt -check`.
-fn hcl_helper(
-    h: &handlebars::Helper,
-    _: &Handlebars,
-    _: &handlebars::Context,
-    _: &mut handlebars::RenderContext,
-    out: &mut dyn handlebars::Output,
-) -> handlebars::HelperResult {
-    let param = h
-        .param(0)
-        .ok_or(RenderErrorReason::ParamNotFoundForIndex("hcl", 0))?;
-    if param.is_value_missing() {
-        return Err(RenderErrorReason::MissingVariable(param.relative_path().cloned()).into());
+impl HelperDef for ValueHelper {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &handlebars::Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc handlebars::Context,
+        _: &mut handlebars::RenderContext<'reg, 'rc>,
+        out: &mut dyn handlebars::Output,
+    ) -> handlebars::HelperResult {
+        let param = h
+            .param(0)
+            .ok_or(RenderErrorReason::ParamNotFoundForIndex(self.name, 0))?;
+        if param.is_value_missing() {
+            return Err(RenderErrorReason::MissingVariable(param.relative_path().cloned()).into());
+        }
+        out.write(&(self.format)(param.value()))?;
+        Ok(())
     }
-    out.write(&hcl_literal(param.value()))?;
-    Ok(())
 }
+
+/// `{{json x}}`: JSON, as tfvars files take it.
+const JSON_HELPER: ValueHelper = ValueHelper {
+    name: "json",
+    format: |v| v.to_string(),
+};
+
+/// `{{hcl x}}`: an HCL literal formatted as `terraform fmt` writes it (lists
+/// as `["a", "b"]`), so rendered files pass `fmt -check`.
+const HCL_HELPER: ValueHelper = ValueHelper {
+    name: "hcl",
+    format: hcl_literal,
+};
 
 fn hcl_literal(value: &Value) -> String {
     match value {

@@ -39,13 +39,7 @@ fn tree_text(dir: &Path) -> String {
 #[test]
 fn renders_every_environment_like_the_snapshots() {
     let project = Project::new();
-    let out = project.path().join("out");
-    project
-        .shopctl()
-        .args(["render", "--all", "--out"])
-        .arg(&out)
-        .assert()
-        .success();
+    let out = project.render_all();
     for env in ["local", "staging", "production"] {
         insta::assert_snapshot!(format!("render_{env}"), tree_text(&out.join(env)));
     }
@@ -143,13 +137,7 @@ fn default_output_goes_to_the_state_directory() {
 #[test]
 fn no_secret_like_values_are_rendered() {
     let project = Project::new();
-    let out = project.path().join("out");
-    project
-        .shopctl()
-        .args(["render", "--all", "--out"])
-        .arg(&out)
-        .assert()
-        .success();
+    let out = project.render_all();
     for env in ["local", "staging", "production"] {
         let text = tree_text(&out.join(env)).to_lowercase();
         for needle in [

@@ -29,13 +29,7 @@ fn rendered_terraform_is_formatted_and_valid_for_every_environment() {
 #[test]
 fn checkov_finds_no_failed_checks() {
     let project = Project::new();
-    let out = project.path().join("out");
-    project
-        .shopctl()
-        .args(["render", "--all", "--out"])
-        .arg(&out)
-        .assert()
-        .success();
+    let out = project.render_all();
     for env in ["local", "staging", "production"] {
         let output = std::process::Command::new(common::tool("checkov"))
             .args([

@@ -45,6 +45,17 @@ impl Project {
         cmd
     }
 
+    /// Renders every environment into `<project>/out/<env>/` and returns `out`.
+    pub fn render_all(&self) -> PathBuf {
+        let out = self.path().join("out");
+        self.shopctl()
+            .args(["render", "--all", "--out"])
+            .arg(&out)
+            .assert()
+            .success();
+        out
+    }
+
     /// Replaces `from` by `to` in environments/<env>.toml (exactly once).
     pub fn edit(&self, env: &str, from: &str, to: &str) {
         let path = self.path().join("environments").join(format!("{env}.toml"));

@@ -24,25 +24,30 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let project = Project::find(cli.project_dir.as_deref())?;
     match cli.command {
         Command::Render(args) => render(&project, &args),
-        Command::Up(args) => runtime()?.block_on(up(&project, &args)),
-        Command::Down(args) => runtime()?.block_on(down(&project, &args)),
-        Command::Validate(args) => runtime()?.block_on(validate(&project, &args)),
-        Command::Plan(args) => runtime()?.block_on(plan(&project, &args)),
-        Command::Apply(args) => runtime()?.block_on(change(&project, &args, Change::Apply)),
-        Command::Destroy(args) => runtime()?.block_on(change(&project, &args, Change::Destroy)),
-        Command::Status(args) => runtime()?.block_on(status(&project, &args)),
+        Command::Up(args) => block_on(up(&project, &args)),
+        Command::Down(args) => block_on(down(&project, &args)),
+        Command::Validate(args) => block_on(validate(&project, &args)),
+        Command::Plan(args) => block_on(plan(&project, &args)),
+        Command::Apply(args) => block_on(change(&project, &args, Change::Apply)),
+        Command::Destroy(args) => block_on(change(&project, &args, Change::Destroy)),
+        Command::Status(args) => block_on(status(&project, &args)),
         Command::Envs => envs(&project),
         Command::Doctor(_) => unreachable!("handled above"),
     }
 }
 
-/// Commands that talk to AWS or run Terraform are async; the rest never
-/// start a runtime, which keeps `render` and `--help` instant.
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+/// Runs an async command. Commands that talk to AWS or run Terraform are
+/// async; the rest never start a runtime, which keeps `render` and `--help`
+/// instant. A prompt's stdin reader may still be blocked at the end, so the
+/// runtime does not wait for it.
+fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(command: F) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(command);
+    runtime.shutdown_background();
+    result
 }
 
 fn templates(project: &Project) -> Result<Templates> {
@@ -220,7 +225,8 @@ async fn change(project: &Project, args: &ChangeArgs, change: Change) -> Result<
             detail: summary.to_string(),
         },
         args.yes,
-    )?;
+    )
+    .await?;
     workspace.apply_plan().await?;
     eprintln!(
         "{}: {action} complete: {} added, {} changed, {} destroyed in {:.0?}",
@@ -327,7 +333,8 @@ async fn down(project: &Project, args: &DownArgs) -> Result<ExitCode> {
             detail: "destroy its infrastructure and stop its AWS emulator".to_owned(),
         },
         args.yes,
-    )?;
+    )
+    .await?;
     let has_state = state_dir
         .join("rendered/terraform/terraform.tfstate")
         .exists();

@@ -1,5 +1,7 @@
 //! Asking before destructive work. Without a terminal there is nobody to
-//! ask, so only `--yes` lets such work go ahead.
+//! ask, so only `--yes` lets such work go ahead. Ctrl-C at the prompt
+//! cancels (the process's interrupt handler is already installed by then, so
+//! the prompt listens for it itself).
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -17,7 +19,7 @@ pub struct Question<'a> {
     pub detail: String,
 }
 
-pub fn confirm(question: &Question, yes: bool) -> Result<()> {
+pub async fn confirm(question: &Question<'_>, yes: bool) -> Result<()> {
     if yes {
         return Ok(());
     }
@@ -40,8 +42,20 @@ pub fn confirm(question: &Question, yes: bool) -> Result<()> {
         write!(stderr, "{action} {env}: {detail}\nContinue? [y/N] ")?;
     }
     stderr.flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
+    let read = tokio::task::spawn_blocking(|| {
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map(|_| answer)
+    });
+    let answer = tokio::select! {
+        answer = read => answer??,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!();
+            String::new()
+        }
+    };
     let approved = approves(*tier, env, &answer);
     if !approved {
         bail!("{action} of {env} cancelled; nothing was changed");

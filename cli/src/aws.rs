@@ -25,34 +25,53 @@ pub async fn sdk_config(env: &Environment) -> aws_config::SdkConfig {
         );
     if let Some(url) = &env.aws.endpoint_url {
         loader = loader.endpoint_url(url.as_str());
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
-            && std::env::var_os("AWS_PROFILE").is_none()
-        {
-            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
-                EMULATOR_KEY.0,
-                EMULATOR_KEY.1,
-                None,
-                None,
-                "shopctl-emulator",
-            ));
-        }
+    }
+    if let Some((key, secret)) = emulator_credentials(env) {
+        loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+            key,
+            secret,
+            None,
+            None,
+            "shopctl-emulator",
+        ));
     }
     loader.load().await
 }
 
-/// Environment variables that give a child process (Terraform) the same
-/// emulator credentials as `sdk_config`, when the caller set none.
-pub fn emulator_env(env: &Environment) -> Vec<(&'static str, &'static str)> {
+/// The placeholder key pair, when an emulator is configured and the caller
+/// set no credentials of their own.
+fn emulator_credentials(env: &Environment) -> Option<(&'static str, &'static str)> {
     let unset = std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
         && std::env::var_os("AWS_PROFILE").is_none();
-    if env.aws.endpoint_url.is_some() && unset {
-        vec![
-            ("AWS_ACCESS_KEY_ID", EMULATOR_KEY.0),
-            ("AWS_SECRET_ACCESS_KEY", EMULATOR_KEY.1),
-        ]
-    } else {
-        Vec::new()
+    (env.aws.endpoint_url.is_some() && unset).then_some(EMULATOR_KEY)
+}
+
+/// Environment variables that give a child process (Terraform) the same
+/// emulator credentials as `sdk_config`.
+pub fn emulator_env(env: &Environment) -> Vec<(&'static str, &'static str)> {
+    emulator_credentials(env)
+        .map(|(key, secret)| {
+            vec![
+                ("AWS_ACCESS_KEY_ID", key),
+                ("AWS_SECRET_ACCESS_KEY", secret),
+            ]
+        })
+        .unwrap_or_default()
+}
+
+/// An S3 client, path-style against an emulator (whose single host cannot
+/// serve bucket subdomains), optionally in another region than the SDK's.
+pub fn s3_client(
+    sdk: &aws_config::SdkConfig,
+    env: &Environment,
+    region: Option<&crate::config::Region>,
+) -> aws_sdk_s3::Client {
+    let mut config =
+        aws_sdk_s3::config::Builder::from(sdk).force_path_style(env.aws.endpoint_url.is_some());
+    if let Some(region) = region {
+        config = config.region(Region::new(region.to_string()));
     }
+    aws_sdk_s3::Client::from_conf(config.build())
 }
 
 /// Fails fast, with the address, when a configured endpoint does not accept

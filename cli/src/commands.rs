@@ -137,15 +137,30 @@ fn load(
 }
 
 /// Renders, checks the endpoint, bootstraps state and runs `terraform init`.
+/// Renders every template for one environment, in memory.
+fn render_env(project: &Project, env: &LoadedEnvironment) -> Result<render::Tree> {
+    Ok(templates(project)?.render(env)?)
+}
+
+/// Where `up` and `down` send Terraform's output.
+fn terraform_log(state_dir: &Path) -> PathBuf {
+    state_dir.join("logs").join("terraform.log")
+}
+
+/// Terraform's local state of an environment (backend "local").
+fn local_state_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("rendered/terraform/terraform.tfstate")
+}
+
 async fn workspace<'a>(
     project: &Project,
     env: &'a LoadedEnvironment,
+    tree: &render::Tree,
     log: Option<PathBuf>,
 ) -> Result<Workspace<'a>> {
-    let tree = templates(project)?.render(env)?;
     let terraform = crate::terraform::locate()?;
     crate::aws::check_reachable(&env.config)?;
-    let mut workspace = Workspace::prepare(terraform, env, &project.state_dir(&env.name), &tree)?;
+    let mut workspace = Workspace::prepare(terraform, env, &project.state_dir(&env.name), tree)?;
     if let Some(log) = log {
         workspace = workspace.quiet(log);
     }
@@ -181,7 +196,7 @@ async fn validate(project: &Project, args: &ValidateArgs) -> Result<ExitCode> {
 
 async fn plan(project: &Project, args: &TerraformArgs) -> Result<ExitCode> {
     let env = load(project, &args.env, &args.aws, args.local_state)?;
-    let workspace = workspace(project, &env, None).await?;
+    let workspace = workspace(project, &env, &render_env(project, &env)?, None).await?;
     let summary = workspace.plan(false).await?;
     eprintln!("{}: plan: {summary}", env.name);
     Ok(ExitCode::SUCCESS)
@@ -208,7 +223,7 @@ async fn change(project: &Project, args: &ChangeArgs, change: Change) -> Result<
         );
     }
     let started = Instant::now();
-    let workspace = workspace(project, &env, None).await?;
+    let workspace = workspace(project, &env, &render_env(project, &env)?, None).await?;
     let summary = workspace.plan(destroy).await?;
     if summary.is_empty() {
         eprintln!(
@@ -266,7 +281,7 @@ async fn up(project: &Project, args: &UpArgs) -> Result<ExitCode> {
         .map(ToString::to_string)
         .unwrap_or_default();
     step(1, "render", &format!("{} templates checked", env.name));
-    templates(project)?.render(&env)?;
+    let tree = render_env(project, &env)?;
     step(2, "AWS emulator", &endpoint);
     match emulator::ensure_running(&env.config, &state_dir)? {
         Started::Reused => eprintln!("      already running; reusing it"),
@@ -278,13 +293,13 @@ async fn up(project: &Project, args: &UpArgs) -> Result<ExitCode> {
             discard_stale_local_state(project, &env)?;
         }
     }
-    let log = state_dir.join("logs").join("terraform.log");
+    let log = terraform_log(&state_dir);
     step(
         3,
         "terraform apply",
         &format!("(log: {})", shown(project, &log).display()),
     );
-    let workspace = workspace(project, &env, Some(log)).await?;
+    let workspace = workspace(project, &env, &tree, Some(log)).await?;
     let summary = workspace.plan(false).await?;
     if !summary.is_empty() {
         workspace.apply_plan().await?;
@@ -311,9 +326,7 @@ fn discard_stale_local_state(project: &Project, env: &LoadedEnvironment) -> Resu
     if env.config.state.backend != StateBackend::Local {
         return Ok(());
     }
-    let state = project
-        .state_dir(&env.name)
-        .join("rendered/terraform/terraform.tfstate");
+    let state = local_state_file(&project.state_dir(&env.name));
     if state.exists() {
         std::fs::rename(&state, state.with_extension("tfstate.previous-emulator"))?;
         eprintln!("      the previous emulator is gone; its Terraform state was set aside");
@@ -335,12 +348,10 @@ async fn down(project: &Project, args: &DownArgs) -> Result<ExitCode> {
         args.yes,
     )
     .await?;
-    let has_state = state_dir
-        .join("rendered/terraform/terraform.tfstate")
-        .exists();
+    let has_state = local_state_file(&state_dir).exists();
     if has_state && crate::aws::check_reachable(&env.config).is_ok() {
-        let log = state_dir.join("logs").join("terraform.log");
-        let workspace = workspace(project, &env, Some(log)).await?;
+        let tree = render_env(project, &env)?;
+        let workspace = workspace(project, &env, &tree, Some(terraform_log(&state_dir))).await?;
         let summary = workspace.plan(true).await?;
         if !summary.is_empty() {
             workspace.apply_plan().await?;

@@ -217,7 +217,7 @@ pub fn context(env: &LoadedEnvironment) -> Value {
             (g.name.to_string(), group)
         })
         .collect();
-    let state_region = config.state.region.as_ref().unwrap_or(&config.aws.region);
+    let state_region = config.state_region();
     let state_key = config
         .state
         .key

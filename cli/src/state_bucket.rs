@@ -17,19 +17,9 @@ pub async fn ensure(env: &LoadedEnvironment) -> Result<bool> {
     let Some(bucket) = &config.state.bucket else {
         return Ok(false);
     };
-    let region = config
-        .state
-        .region
-        .as_ref()
-        .unwrap_or(&config.aws.region)
-        .to_string();
+    let region = config.state_region().to_string();
     let sdk = crate::aws::sdk_config(config).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .region(aws_sdk_s3::config::Region::new(region.clone()))
-            .force_path_style(config.aws.endpoint_url.is_some())
-            .build(),
-    );
+    let s3 = crate::aws::s3_client(&sdk, config, Some(config.state_region()));
     let bucket = bucket.as_str();
     match s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => return Ok(false),

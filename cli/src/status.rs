@@ -260,11 +260,7 @@ async fn buckets(
     sdk: &aws_config::SdkConfig,
     config: &crate::config::Environment,
 ) -> Result<Vec<Bucket>> {
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(config.aws.endpoint_url.is_some())
-            .build(),
-    );
+    let s3 = crate::aws::s3_client(sdk, config, None);
     let mut buckets = Vec::new();
     for (purpose, name) in [
         ("media", &config.s3.media_bucket),

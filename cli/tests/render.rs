@@ -36,6 +36,17 @@ fn tree_text(dir: &Path) -> String {
         .join("\n")
 }
 
+/// `shopctl render staging [extra...] --out <out>`, ready for assertions.
+fn render_staging(project: &Project, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    project
+        .shopctl()
+        .args(["render", "staging"])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .assert()
+}
+
 #[test]
 fn renders_every_environment_like_the_snapshots() {
     let project = Project::new();
@@ -49,39 +60,20 @@ fn renders_every_environment_like_the_snapshots() {
 fn output_is_byte_identical_on_rerun_and_check_passes() {
     let project = Project::new();
     let out = project.path().join("out");
-    project
-        .shopctl()
-        .args(["render", "staging", "--out"])
-        .arg(&out)
-        .assert()
-        .success();
+    render_staging(&project, &out, &[]).success();
     let first = tree_text(&out.join("staging"));
-    project
-        .shopctl()
-        .args(["render", "staging", "--out"])
-        .arg(&out)
-        .assert()
+    render_staging(&project, &out, &[])
         .success()
         .stderr(predicate::str::contains("(0 changed)"));
     assert_eq!(first, tree_text(&out.join("staging")));
-    project
-        .shopctl()
-        .args(["render", "staging", "--check", "--out"])
-        .arg(&out)
-        .assert()
-        .success();
+    render_staging(&project, &out, &["--check"]).success();
 }
 
 #[test]
 fn check_reports_changed_missing_and_extra_files() {
     let project = Project::new();
     let out = project.path().join("out");
-    project
-        .shopctl()
-        .args(["render", "staging", "--out"])
-        .arg(&out)
-        .assert()
-        .success();
+    render_staging(&project, &out, &[]).success();
     let tf = out.join("staging/terraform");
     std::fs::write(tf.join("variables.tf"), "# edited by hand\n").unwrap();
     std::fs::remove_file(tf.join("backend.tf")).unwrap();
@@ -89,31 +81,17 @@ fn check_reports_changed_missing_and_extra_files() {
     // Terraform's own working files are not ours and never count as drift.
     std::fs::create_dir_all(tf.join(".terraform")).unwrap();
     std::fs::write(tf.join("terraform.tfstate"), "{}").unwrap();
-    project
-        .shopctl()
-        .args(["render", "staging", "--check", "--out"])
-        .arg(&out)
-        .assert()
+    render_staging(&project, &out, &["--check"])
         .code(1)
         .stdout(predicate::str::contains("changed  terraform/variables.tf"))
         .stdout(predicate::str::contains("missing  terraform/backend.tf"))
         .stdout(predicate::str::contains("extra    terraform/leftover.tf"))
         .stdout(predicate::str::contains("tfstate").not());
     // A plain render repairs the tree and removes the stale file.
-    project
-        .shopctl()
-        .args(["render", "staging", "--out"])
-        .arg(&out)
-        .assert()
-        .success();
+    render_staging(&project, &out, &[]).success();
     assert!(!tf.join("leftover.tf").exists());
     assert!(tf.join("terraform.tfstate").exists());
-    project
-        .shopctl()
-        .args(["render", "staging", "--check", "--out"])
-        .arg(&out)
-        .assert()
-        .success();
+    render_staging(&project, &out, &["--check"]).success();
 }
 
 #[test]

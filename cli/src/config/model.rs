@@ -32,6 +32,13 @@ pub struct Environment {
     pub tags: BTreeMap<String, String>,
 }
 
+impl Environment {
+    /// Region of the Terraform state bucket: `state.region`, else `aws.region`.
+    pub fn state_region(&self) -> &Region {
+        self.state.region.as_ref().unwrap_or(&self.aws.region)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {

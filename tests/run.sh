@@ -12,4 +12,7 @@ bash tests/tools.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/shopctl/target}
 # Keep rendered snapshots strict: a changed template must update them on purpose.
 export INSTA_UPDATE=${INSTA_UPDATE:-no}
+# Snapshots of this clone, even if a test binary was built in another clone
+# sharing the build directory.
+export INSTA_WORKSPACE_ROOT=$root
 cargo test --workspace --locked "$@"

@@ -1,5 +1,92 @@
-//! The shop API (axum + sqlx on Postgres) that the platform serves. The
-//! foundation only needs the crate in the workspace; the domains arrive with
-//! the shop API issue.
+//! `app`: the shop API server and its maintenance commands.
 
-fn main() {}
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use shop::{config::Config, db::Db, AppState};
+
+#[derive(Parser)]
+#[command(name = "app", version, about = "The shop API: serve, migrate, seed")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (runs until SIGTERM or Ctrl-C, then drains requests in flight).
+    Serve {
+        /// Apply pending migrations before serving.
+        #[arg(long)]
+        migrate: bool,
+    },
+    /// Apply pending database migrations.
+    Migrate,
+    /// Load demo data: categories, brands, tags, products with variants, stock.
+    Seed {
+        /// Number of products to create.
+        #[arg(long, default_value_t = 1000)]
+        products: u32,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Create a staff account, or give an existing account the staff role.
+    /// The password is read from APP_STAFF_PASSWORD.
+    Staff {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "Staff")]
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Openapi = cli.command {
+        println!("{}", serde_json::to_string_pretty(&shop::openapi::spec())?);
+        return Ok(());
+    }
+    let config = Config::load()?;
+    shop::telemetry::init(&config.log);
+    let db = Db::connect_lazy(&config.database).context("database configuration")?;
+    match cli.command {
+        Command::Serve { migrate } => {
+            if migrate {
+                db.migrate().await.context("applying migrations")?;
+            }
+            let listener = tokio::net::TcpListener::bind(config.http.bind)
+                .await
+                .with_context(|| format!("binding {}", config.http.bind))?;
+            tracing::info!(address = %listener.local_addr()?, "serving");
+            shop::http::serve(listener, AppState::new(config, db), shop::http::shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            db.migrate().await.context("applying migrations")?;
+            eprintln!("migrations applied");
+        }
+        Command::Seed { products } => {
+            let summary = shop::seed::run(&db, &config, products).await?;
+            eprintln!("{summary}");
+        }
+        Command::Staff { email, name } => {
+            let password = std::env::var("APP_STAFF_PASSWORD").context("APP_STAFF_PASSWORD is not set")?;
+            let state = AppState::new(config, db);
+            let id = shop::users::ensure_staff(&state, &email, &name, password).await?;
+            eprintln!("staff account {email} ({id})");
+        }
+        Command::Openapi => unreachable!("handled above"),
+    }
+    Ok(())
+}

@@ -1,0 +1,346 @@
+//! The test harness: one real PostgreSQL server per test binary (initdb into a temporary
+//! directory, loopback port), a migrated template database, and for each test its own
+//! database and its own app serving real HTTP on a loopback port.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use shop::{config::Config, db::Db, AppState};
+use sqlx::{postgres::PgPoolOptions, PgPool};
+use uuid::Uuid;
+
+const TEMPLATE: &str = "shop_template";
+
+pub struct PgServer {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    _child: Child,
+}
+
+/// Directory of the PostgreSQL server binaries: on PATH, or Debian's versioned directory.
+fn pg_bin(name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+    {
+        return path;
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| dirs.flatten().map(|d| d.path().join("bin").join(name)).filter(|p| p.is_file()).collect())
+        .unwrap_or_default();
+    versions.sort_by_key(|p| {
+        p.components().nth(3).and_then(|c| c.as_os_str().to_str()?.parse::<u32>().ok()).unwrap_or(0)
+    });
+    versions.pop().unwrap_or_else(|| panic!("PostgreSQL's {name} not found; run: bash tests/tools.sh"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// PostgreSQL refuses to run as root; as root we run it as the `postgres` account.
+fn as_postgres(command: &mut Command, dir: &Path) {
+    use std::os::unix::process::CommandExt;
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let user = std::ffi::CString::new("postgres").unwrap();
+    let pw = unsafe { libc::getpwnam(user.as_ptr()) };
+    assert!(!pw.is_null(), "running as root needs a `postgres` account (Debian's postgresql package makes it)");
+    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+    unsafe { libc::chown(c_dir.as_ptr(), uid, gid) };
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Ends the server when the test process exits, however it exits.
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+impl PgServer {
+    fn start() -> PgServer {
+        let dir = tempfile::Builder::new().prefix("shop-test-pg").tempdir().unwrap();
+        // Permissions: the postgres account must reach the directory.
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let data = dir.path().join("data");
+        let mut initdb = Command::new(pg_bin("initdb"));
+        initdb.args(["-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale", "C", "-D"]).arg(&data);
+        as_postgres(&mut initdb, dir.path());
+        let out = initdb.output().expect("running initdb");
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+
+        let port = free_port();
+        let mut postgres = Command::new(pg_bin("postgres"));
+        postgres
+            .arg("-D")
+            .arg(&data)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k", ""])
+            // Durability is not under test here; speed is welcome.
+            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .args(["-c", "max_connections=400", "-c", "shared_buffers=128MB"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        as_postgres(&mut postgres, dir.path());
+        die_with_parent(&mut postgres);
+        let child = postgres.spawn().expect("starting postgres");
+
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "postgres did not start listening within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PgServer { port, _dir: dir, _child: child }
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+/// The server is started from a thread that lives as long as the process: the parent-death
+/// signal follows the thread that spawned the child, and test threads come and go.
+pub fn server() -> &'static PgServer {
+    static SERVER: OnceLock<&'static PgServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let server: &'static PgServer = Box::leak(Box::new(PgServer::start()));
+            tx.send(server).unwrap();
+            loop {
+                std::thread::park();
+            }
+        });
+        let server = rx.recv().expect("postgres failed to start");
+        prepare_template(server);
+        server
+    })
+}
+
+/// Migrates the template once, with a runtime of its own (tests each have theirs).
+fn prepare_template(server: &PgServer) {
+    let url = server.url("postgres");
+    let template = server.url(TEMPLATE);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let admin = PgPool::connect(&url).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {TEMPLATE}")).execute(&admin).await.unwrap();
+            let pool = PgPool::connect(&template).await.unwrap();
+            Db::single(pool.clone()).migrate().await.expect("migrations apply to an empty database");
+            pool.close().await;
+            admin.close().await;
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+/// A fresh database, copied from the migrated template.
+pub async fn database() -> (String, PgPool) {
+    // CREATE DATABASE ... TEMPLATE refuses to run while another copy is being made.
+    static CREATE: Mutex<()> = Mutex::new(());
+    let server = server();
+    let name = format!("test_{}", Uuid::new_v4().simple());
+    let admin = PgPoolOptions::new().max_connections(1).connect(&server.url("postgres")).await.unwrap();
+    {
+        let _guard = tokio::task::block_in_place(|| CREATE.lock().unwrap());
+        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}")).execute(&admin).await.unwrap();
+    }
+    admin.close().await;
+    let url = server.url(&name);
+    let pool = PgPoolOptions::new().max_connections(10).connect(&url).await.unwrap();
+    (url, pool)
+}
+
+/// Configuration for a test app: cheap password hashing, random secrets.
+pub fn config(database_url: &str) -> Config {
+    std::env::remove_var("APP_CONFIG");
+    let figment = figment::Figment::new()
+        .merge(figment::providers::Serialized::defaults(json!({
+            "http": { "bind": "127.0.0.1:0", "cors_origins": ["https://shop.example"] },
+            "database": { "url": database_url, "max_connections": 40 },
+            "auth": {
+                "jwt_secret": format!("test-secret-{}", Uuid::new_v4()),
+                "argon2": { "memory_kib": 1024, "iterations": 1, "parallelism": 1 },
+            },
+            "payments": { "webhook_secret": WEBHOOK_SECRET },
+            "log": { "format": "json", "filter": "warn" },
+        })));
+    let mut config: Config = figment.extract().unwrap();
+    config.http = figment::Figment::from(figment::providers::Serialized::defaults(&config.http)).extract().unwrap();
+    config
+}
+
+pub const WEBHOOK_SECRET: &str = "whsec_test_0123456789abcdef";
+
+/// A running app on its own database.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub state: AppState,
+    pub shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let (url, pool) = database().await;
+        let mut config = config(&url);
+        adjust(&mut config);
+        let db = Db::connect_lazy(&config.database).unwrap();
+        let state = AppState::new(config, db);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(shop::http::serve(listener, state.clone(), async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            base,
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+            pool,
+            state,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body; returns status and body
+    /// (Null when the body is empty or not JSON).
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request reaches the app");
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A user made directly in the database, with a valid access token.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub token: String,
+}
+
+/// A product with one variant stocked in one warehouse, made directly in the database.
+#[derive(Debug, Clone, Copy)]
+pub struct Stocked {
+    pub product_id: i64,
+    pub variant_id: i64,
+    pub warehouse_id: i64,
+}
+
+impl TestApp {
+    async fn user(&self, role: shop::auth::Role) -> User {
+        let id = Uuid::now_v7();
+        let email = format!("{}@example.com", id.simple());
+        let hash = shop::auth::password::hash(&self.state.config.auth.argon2, PASSWORD.into()).await.unwrap();
+        sqlx::query("INSERT INTO users (id, email, password_hash, full_name, role) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(&email)
+            .bind(hash)
+            .bind("Test User")
+            .bind(role)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        User { id, email, token: self.state.jwt.issue(id, role) }
+    }
+
+    pub async fn customer(&self) -> User {
+        self.user(shop::auth::Role::Customer).await
+    }
+
+    pub async fn staff(&self) -> User {
+        self.user(shop::auth::Role::Staff).await
+    }
+
+    /// A product priced `price_minor` EUR with `units` on hand in a warehouse of its own.
+    pub async fn stocked_product(&self, price_minor: i64, units: i32) -> Stocked {
+        let tag = Uuid::new_v4().simple().to_string();
+        let product_id: i64 = sqlx::query_scalar(
+            "INSERT INTO products (slug, name, description, price_minor, currency)
+             VALUES ($1, $2, 'A test product', $3, 'EUR') RETURNING id",
+        )
+        .bind(format!("product-{tag}"))
+        .bind(format!("Product {tag}"))
+        .bind(price_minor)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap();
+        let variant_id: i64 = sqlx::query_scalar(
+            "INSERT INTO variants (product_id, sku, name, price_minor, currency)
+             VALUES ($1, $2, 'Default', $3, 'EUR') RETURNING id",
+        )
+        .bind(product_id)
+        .bind(format!("SKU-{tag}"))
+        .bind(price_minor)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap();
+        let warehouse_id: i64 =
+            sqlx::query_scalar("INSERT INTO warehouses (code, name) VALUES ($1, 'Test warehouse') RETURNING id")
+                .bind(format!("WH-{tag}"))
+                .fetch_one(&self.pool)
+                .await
+                .unwrap();
+        let mut tx = self.pool.begin().await.unwrap();
+        if units > 0 {
+            shop::inventory::ledger::restock(&mut tx, variant_id, warehouse_id, units, Uuid::nil(), Some("fixture"))
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        Stocked { product_id, variant_id, warehouse_id }
+    }
+}

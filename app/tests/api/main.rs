@@ -1,0 +1,13 @@
+//! API tests: the real app over HTTP against a real PostgreSQL.
+
+#[allow(dead_code)]
+mod harness;
+
+mod auth;
+mod cart;
+mod catalog;
+mod inventory;
+mod orders;
+mod payments;
+mod platform;
+mod users;

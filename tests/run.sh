@@ -15,4 +15,7 @@ export INSTA_UPDATE=${INSTA_UPDATE:-no}
 # Snapshots of this clone, even if a test binary was built in another clone
 # sharing the build directory.
 export INSTA_WORKSPACE_ROOT=$root
+# The app's SQL is checked at compile time against the query data committed in app/.sqlx
+# (tests/sqlx-prepare.sh refreshes it), never against whatever DATABASE_URL points to.
+export SQLX_OFFLINE=true
 cargo test --workspace --locked "$@"

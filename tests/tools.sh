@@ -15,11 +15,18 @@ say() { printf 'tools: %s\n' "$*" >&2; }
 declare -A packages=(
   [python3]=python3
   [hyperfine]=hyperfine
+  [wrk]=wrk
+  [psql]=postgresql-client
 )
 missing=()
 for cmd in "${!packages[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
 done
+# The PostgreSQL server (the API tests start their own on a loopback port). Debian keeps
+# its binaries off PATH, in a versioned directory; pg_trgm comes with the server package.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
 # A venv needs ensurepip, which Debian ships separately.
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
   missing+=(python3-venv)
@@ -32,7 +39,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Python tools (moto_server, checkov) at pinned versions.
+# Python tools (moto_server, checkov, schemathesis) at pinned versions.
 want=$(sha256sum "$root/tests/requirements.txt" | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ]; then
   say "creating $venv"
@@ -50,4 +57,4 @@ if ! command -v terraform >/dev/null 2>&1; then
   say "error: terraform is not on PATH; install Terraform 1.6 or newer (HashiCorp's release archive or package repository)"
   exit 1
 fi
-say "ready: $(env -u TF_CLI_CONFIG_FILE terraform version | head -n1), moto $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))'), checkov $("$venv/bin/checkov" --version)"
+say "ready: $(env -u TF_CLI_CONFIG_FILE terraform version | head -n1), moto $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))'), checkov $("$venv/bin/checkov" --version), $("$venv/bin/schemathesis" --version)"

@@ -179,6 +179,13 @@ impl From<sqlx::Error> for ApiError {
             ),
             _ => false,
         };
+        // Class 22 (data exception): a value the request carried cannot be stored, such as a
+        // NUL character or a number out of range. The client's fault, not ours.
+        if let sqlx::Error::Database(db) = &error {
+            if db.code().is_some_and(|code| code.starts_with("22")) {
+                return Self::invalid("", "a value in the request cannot be stored (out of range or an invalid character)");
+            }
+        }
         if retryable {
             tracing::warn!(error = %error, "database unavailable");
             Self::Unavailable {

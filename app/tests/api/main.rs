@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod cart;
 mod catalog;
+mod fuzz;
 mod inventory;
 mod orders;
 mod payments;

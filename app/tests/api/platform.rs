@@ -111,3 +111,51 @@ async fn bodies_over_the_limit_are_refused() {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["code"], "payload_too_large");
 }
+
+/// Shutdown stops accepting connections but lets a request in flight finish: here one that
+/// waits for a row lock the test holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_requests_in_flight() {
+    let mut app = TestApp::spawn().await;
+    let user = app.customer().await;
+    let mut blocker = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE").bind(user.id).execute(&mut *blocker).await.unwrap();
+
+    let in_flight = {
+        let request = app
+            .client
+            .patch(app.url("/api/v1/users/me"))
+            .bearer_auth(&user.token)
+            .json(&json!({ "full_name": "Renamed During Shutdown" }));
+        tokio::spawn(request.send())
+    };
+    // Wait until the request is blocked on the lock inside PostgreSQL.
+    let mut waiting = 0i64;
+    for _ in 0..100 {
+        waiting = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(waiting, 1, "the request should be waiting for the lock");
+
+    app.shutdown.take().unwrap().send(()).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let server = app.server.take().unwrap();
+    assert!(!server.is_finished(), "the server must wait for the request in flight");
+    let refused = app.client.get(app.url("/healthz")).send().await;
+    assert!(refused.is_err(), "new connections are refused while draining");
+
+    blocker.rollback().await.unwrap();
+    let response = in_flight.await.unwrap().expect("the request in flight is answered");
+    assert_eq!(response.status(), StatusCode::OK);
+    tokio::time::timeout(std::time::Duration::from_secs(5), server).await.expect("server stops").unwrap().unwrap();
+    let name: String = sqlx::query_scalar("SELECT full_name FROM users WHERE id = $1").bind(user.id).fetch_one(&app.pool).await.unwrap();
+    assert_eq!(name, "Renamed During Shutdown");
+}

@@ -183,8 +183,8 @@ mod defaults {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {}", describe(.0))]
+    Load(Box<figment::Error>),
     #[error("configuration: {key}: {problem}")]
     Invalid { key: &'static str, problem: String },
 }
@@ -200,7 +200,7 @@ impl Config {
             figment = figment.merge(Toml::file_exact(Path::new(&path)));
         }
         figment = figment.merge(Env::prefixed("APP_").split("__").ignore(&["config"]));
-        let config: Config = figment.extract().map_err(Box::new)?;
+        let config: Config = figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         config.check()?;
         Ok(config)
     }
@@ -225,4 +225,30 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The keys without a default, by section.
+const REQUIRED: [(&str, &str); 3] = [("database", "url"), ("auth", "jwt_secret"), ("payments", "webhook_secret")];
+
+/// Every problem figment found, each naming its key and where to set it.
+fn describe(error: &figment::Error) -> String {
+    let problems: Vec<String> = (*error)
+        .clone()
+        .into_iter()
+        .map(|e| match &e.kind {
+            figment::error::Kind::MissingField(field) => {
+                let mut key: Vec<&str> = e.path.iter().map(String::as_str).chain([field.as_ref()]).collect();
+                // A whole section is missing: name the key it needs.
+                if let [section] = key[..] {
+                    if let Some((_, required)) = REQUIRED.iter().find(|(s, _)| *s == section) {
+                        key.push(required);
+                    }
+                }
+                let env = format!("APP_{}", key.join("__").to_uppercase());
+                format!("missing `{}`: set {env}, or `{}` in the file named by APP_CONFIG", key.join("."), key.join("."))
+            }
+            _ => e.to_string(),
+        })
+        .collect();
+    problems.join("; ")
 }

@@ -1,12 +1,18 @@
 //! Authentication: registration, login, logout, token refresh and password reset.
 
+pub mod email;
 pub mod extract;
+pub mod failure;
+pub mod model;
 pub mod password;
+pub mod refresh;
+pub mod reset;
+mod routes;
 pub mod token;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use extract::{AuthUser, MaybeUser, Staff};
 
@@ -22,4 +28,10 @@ pub enum Role {
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(routes::register))
+        .routes(routes!(routes::login))
+        .routes(routes!(routes::refresh))
+        .routes(routes!(routes::logout))
+        .routes(routes!(routes::request_password_reset))
+        .routes(routes!(routes::confirm_password_reset))
 }

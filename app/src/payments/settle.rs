@@ -1,0 +1,32 @@
+//! What a successful payment does to its order, wherever the success is learned (the pay
+//! call or the gateway's webhook).
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::repo;
+use crate::{
+    error::ApiError,
+    money::Money,
+    orders::{transition::transition, OrderStatus},
+};
+
+/// In the caller's transaction: the order becomes paid, which commits its reserved stock,
+/// and the confirmation email is queued.
+pub async fn settle(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    total: Money,
+    actor_id: Option<Uuid>,
+    reason: &str,
+) -> Result<(), ApiError> {
+    transition(
+        &mut *conn,
+        order_id,
+        OrderStatus::Paid,
+        actor_id,
+        Some(reason),
+    )
+    .await?;
+    repo::queue_confirmation(&mut *conn, order_id, total).await
+}

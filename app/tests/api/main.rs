@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod authz;
 mod cart;
 mod catalog;
 mod fuzz;

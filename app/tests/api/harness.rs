@@ -120,6 +120,20 @@ impl PgServer {
     }
 }
 
+/// The data directory and server of this process, removed by `cleanup` at exit.
+static CLEANUP: Mutex<Option<(u32, PathBuf)>> = Mutex::new(None);
+
+/// Runs at process exit (the test harness exits through `exit`): stops the server, then
+/// removes its data directory, which would otherwise stay behind in the temporary directory.
+extern "C" fn cleanup() {
+    if let Some((pid, dir)) = CLEANUP.lock().ok().and_then(|mut c| c.take()) {
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        let mut status = 0;
+        unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// The server is started from a thread that lives as long as the process: the parent-death
 /// signal follows the thread that spawned the child, and test threads come and go.
 pub fn server() -> &'static PgServer {
@@ -128,6 +142,8 @@ pub fn server() -> &'static PgServer {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let server: &'static PgServer = Box::leak(Box::new(PgServer::start()));
+            *CLEANUP.lock().unwrap() = Some((server._child.id(), server._dir.path().to_owned()));
+            unsafe { libc::atexit(cleanup) };
             tx.send(server).unwrap();
             loop {
                 std::thread::park();

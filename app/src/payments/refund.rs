@@ -38,7 +38,7 @@ use crate::{
         (status = 409, description = "`order_not_refundable` (not paid, fulfilling or delivered), `no_payment` or `refund_rejected`", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "`gateway_unavailable`: nothing was refunded; retry after `Retry-After` seconds", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["staff"]))
 )]
 pub async fn refund_order(
     State(state): State<AppState>,

@@ -52,6 +52,9 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
     .await
     .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
+    // The summary (operations, test cases, checks) goes to the test log either way.
+    let summary: Vec<&str> = text.lines().rev().take(25).collect();
+    eprintln!("{}", summary.into_iter().rev().collect::<Vec<_>>().join("\n"));
     assert!(
         output.status.success(),
         "schemathesis found problems:\n{text}\n{}",

@@ -28,6 +28,10 @@ pub enum ApiError {
     /// Well-formed, but some fields are not acceptable.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// Well-formed, but refused for a reason with a code of its own (`address_required`,
+    /// `idempotency_key_reused`, ...).
+    #[error("{detail}")]
+    Unprocessable { code: &'static str, detail: String },
     #[error("{0}")]
     Unauthorized(&'static str),
     /// A 401 with a code of its own, so a client can tell "sign in again" from
@@ -80,6 +84,9 @@ impl ApiError {
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
         Self::Conflict { code, detail: detail.into() }
     }
+    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Unprocessable { code, detail: detail.into() }
+    }
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError { field: field.into(), message: message.into() }])
     }
@@ -90,7 +97,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized(_) | Self::AuthFailed { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -110,6 +117,7 @@ impl ApiError {
             | Self::Conflict { code, .. }
             | Self::PaymentRequired { code, .. }
             | Self::AuthFailed { code, .. }
+            | Self::Unprocessable { code, .. }
             | Self::Unavailable { code, .. } => code,
             Self::Validation(_) => "validation_failed",
             Self::Unauthorized(_) => "unauthorized",

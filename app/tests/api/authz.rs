@@ -65,6 +65,19 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/products/{id}/variants", Staff),
     ("PATCH", "/api/v1/variants/{id}", Staff),
     ("GET", "/api/v1/search", Public),
+    // cart
+    ("GET", "/api/v1/cart", CartHolder),
+    ("DELETE", "/api/v1/cart", CartHolder),
+    ("POST", "/api/v1/cart/anonymous", Public),
+    ("POST", "/api/v1/cart/lines", CartHolder),
+    ("PUT", "/api/v1/cart/lines/{variant_id}", CartHolder),
+    ("DELETE", "/api/v1/cart/lines/{variant_id}", CartHolder),
+    // orders
+    ("POST", "/api/v1/checkout", User),
+    ("GET", "/api/v1/orders", User),
+    ("GET", "/api/v1/orders/{id}", User),
+    ("POST", "/api/v1/orders/{id}/cancel", User),
+    ("POST", "/api/v1/orders/{id}/status", Staff),
     // payments
     ("POST", "/api/v1/payment-methods", User),
     ("GET", "/api/v1/payment-methods", User),

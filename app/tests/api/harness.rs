@@ -360,3 +360,55 @@ impl TestApp {
         Stocked { product_id, variant_id, warehouse_id }
     }
 }
+
+impl TestApp {
+    /// Gives the user an address; a default one serves for shipping and billing.
+    pub async fn address(&self, user: &User, default: bool) -> Uuid {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO addresses (id, user_id, recipient, line1, city, postal_code, country,
+                                    is_default_shipping, is_default_billing)
+             VALUES ($1, $2, 'Test User', '1 Test Street', 'Berlin', '10115', 'DE', $3, $3)",
+        )
+        .bind(id)
+        .bind(user.id)
+        .bind(default)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+        id
+    }
+
+    /// A customer with a default address and `quantity` units of `variant_id` in the cart.
+    pub async fn shopper_with(&self, variant_id: i64, quantity: i32) -> User {
+        let user = self.customer().await;
+        self.address(&user, true).await;
+        let (status, body) =
+            self.post("/api/v1/cart/lines", Some(&user.token), json!({ "variant_id": variant_id, "quantity": quantity })).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        user
+    }
+
+    /// For every stock row: (on_hand, reserved) and what the ledger sums to.
+    pub async fn ledger_mismatches(&self) -> Vec<(i64, i64, i32, i32, i64, i64)> {
+        sqlx::query_as(
+            "SELECT s.variant_id, s.warehouse_id, s.on_hand, s.reserved,
+                    coalesce(sum(m.on_hand_delta), 0)::bigint, coalesce(sum(m.reserved_delta), 0)::bigint
+             FROM stock s LEFT JOIN inventory_movements m USING (variant_id, warehouse_id)
+             GROUP BY 1, 2, 3, 4
+             HAVING s.on_hand <> coalesce(sum(m.on_hand_delta), 0) OR s.reserved <> coalesce(sum(m.reserved_delta), 0)",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    pub async fn stock(&self, s: &Stocked) -> (i32, i32) {
+        sqlx::query_as("SELECT on_hand, reserved FROM stock WHERE variant_id = $1 AND warehouse_id = $2")
+            .bind(s.variant_id)
+            .bind(s.warehouse_id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}

@@ -159,3 +159,31 @@ async fn shutdown_drains_requests_in_flight() {
     let name: String = sqlx::query_scalar("SELECT full_name FROM users WHERE id = $1").bind(user.id).fetch_one(&app.pool).await.unwrap();
     assert_eq!(name, "Renamed During Shutdown");
 }
+
+/// With `database.read_url`, catalog reads go to the replica and writes to the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_reads_go_to_the_read_pool() {
+    let (replica_url, replica) = crate::harness::database().await;
+    let app = TestApp::spawn_with(|c| c.database.read_url = Some(replica_url.clone().into())).await;
+    // A product that exists only on the "replica".
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO products (slug, name, price_minor, currency) VALUES ('only-on-replica', 'Replica Lamp', 100, 'EUR') RETURNING id",
+    )
+    .fetch_one(&replica)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO variants (product_id, sku, name, price_minor, currency) VALUES ($1, 'REPLICA-1', 'Default', 100, 'EUR')")
+        .bind(id)
+        .execute(&replica)
+        .await
+        .unwrap();
+    let (status, product) = app.get(&format!("/api/v1/products/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{product}");
+    assert_eq!(product["name"], "Replica Lamp");
+    let (status, body) = app.get("/readyz", None).await;
+    assert_eq!((status, body["checks"]["database_read"].as_str()), (StatusCode::OK, Some("ok")));
+    // Writes go to the primary, where the product does not exist.
+    let staff = app.staff().await;
+    let (status, _) = app.call(reqwest::Method::PATCH, &format!("/api/v1/products/{id}"), Some(&staff.token), Some(json!({ "name": "X" }))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -56,7 +56,7 @@ echo "== seeding $products products"
 echo "== $customers customers with one unit in the cart (for the checkout scenario)"
 psql -d shop <<SQL
 INSERT INTO products (slug, name, description, price_minor, currency, status)
-VALUES ('bench-item', 'Bench item', 'Stock for the checkout benchmark', 1000, 'EUR', 'draft');
+VALUES ('bench-item', 'Bench item', 'Stock for the checkout benchmark', 1000, 'EUR', 'active');
 INSERT INTO variants (product_id, sku, name, price_minor, currency)
 SELECT (SELECT id FROM products WHERE slug = 'bench-item'), 'BENCH-' || n, 'Bench ' || n, 1000, 'EUR'
 FROM generate_series(1, 20) n;

@@ -24,6 +24,8 @@ pub struct Config {
     #[serde(default)]
     pub shop: ShopConfig,
     #[serde(default)]
+    pub catalog: crate::catalog::cache::CacheConfig,
+    #[serde(default)]
     pub log: LogConfig,
 }
 
@@ -195,6 +197,7 @@ impl Config {
         let mut figment = Figment::new()
             .merge(Serialized::default("http", HttpConfig::default()))
             .merge(Serialized::default("shop", ShopConfig::default()))
+            .merge(Serialized::default("catalog", crate::catalog::cache::CacheConfig::default()))
             .merge(Serialized::default("log", LogConfig::default()));
         if let Ok(path) = std::env::var("APP_CONFIG") {
             figment = figment.merge(Toml::file_exact(Path::new(&path)));

@@ -31,13 +31,14 @@ pub enum ApiError {
     /// Well-formed, but refused for a reason with a code of its own (`address_required`,
     /// `idempotency_key_reused`, ...).
     #[error("{detail}")]
-    Unprocessable { code: &'static str, detail: String },
+    Unprocessable { code: &'static str, detail: String, errors: Vec<FieldError> },
     #[error("{0}")]
     Unauthorized(&'static str),
     /// A 401 with a code of its own, so a client can tell "sign in again" from
-    /// "your session was revoked".
+    /// "your session was revoked"; `challenge` is the scheme the client should use
+    /// (`Bearer`, or the webhook's `Shop-Signature`).
     #[error("{detail}")]
-    AuthFailed { code: &'static str, detail: &'static str },
+    AuthFailed { code: &'static str, detail: &'static str, challenge: &'static str },
     #[error("this needs the staff role")]
     Forbidden,
     #[error("{0} not found")]
@@ -85,7 +86,7 @@ impl ApiError {
         Self::Conflict { code, detail: detail.into() }
     }
     pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Unprocessable { code, detail: detail.into() }
+        Self::Unprocessable { code, detail: detail.into(), errors: Vec::new() }
     }
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError { field: field.into(), message: message.into() }])
@@ -144,7 +145,7 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let status = self.status();
         let errors = match self {
-            Self::Validation(errors) => errors.clone(),
+            Self::Validation(errors) | Self::Unprocessable { errors, .. } => errors.clone(),
             _ => Vec::new(),
         };
         Problem {
@@ -171,8 +172,14 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after_s() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if matches!(self, Self::Unauthorized(_) | Self::AuthFailed { .. }) {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self {
+            Self::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::AuthFailed { challenge, .. } => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            }
+            _ => {}
         }
         response
     }

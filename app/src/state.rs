@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::{auth::token::JwtKeys, config::Config, db::Db, payments::gateway::PaymentGateway};
+use crate::{
+    auth::token::JwtKeys, catalog::cache::CatalogCache, config::Config, db::Db, payments::gateway::PaymentGateway,
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -10,12 +12,15 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub jwt: Arc<JwtKeys>,
     pub gateway: Arc<dyn PaymentGateway>,
+    pub catalog_cache: CatalogCache,
 }
 
 impl AppState {
     pub fn new(config: Config, db: Db) -> Self {
         let jwt = Arc::new(JwtKeys::new(&config.auth));
+        let catalog_cache = CatalogCache::new(&config.catalog);
         Self {
+            catalog_cache,
             db,
             config: Arc::new(config),
             jwt,

@@ -5,12 +5,13 @@
 use crate::error::ApiError;
 
 pub const INVALID_CREDENTIALS: ApiError =
-    ApiError::AuthFailed { code: "invalid_credentials", detail: "wrong email or password" };
+    ApiError::AuthFailed { code: "invalid_credentials", detail: "wrong email or password", challenge: "Bearer" };
 pub const INVALID_REFRESH_TOKEN: ApiError =
-    ApiError::AuthFailed { code: "invalid_refresh_token", detail: "the refresh token is unknown or expired" };
+    ApiError::AuthFailed { code: "invalid_refresh_token", detail: "the refresh token is unknown or expired", challenge: "Bearer" };
 pub const REFRESH_TOKEN_REUSED: ApiError = ApiError::AuthFailed {
     code: "refresh_token_reused",
     detail: "the refresh token was already used; the session is revoked, sign in again",
+    challenge: "Bearer",
 };
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! responses to writes use the primary.
 
 mod admin;
+pub mod cache;
 mod categories;
 pub mod cursor;
 mod detail;
@@ -45,6 +46,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::add_variant))
         .routes(routes!(admin::update_variant))
         .routes(routes!(search::search))
+        .layer(axum::middleware::from_fn(cache::cache_public_reads))
 }
 
 /// The name of the unique constraint a write violated, if that is why it failed.

@@ -11,7 +11,7 @@ use axum::{
     extract::DefaultBodyLimit,
     http::{header, HeaderName, HeaderValue, Method},
     routing::get,
-    Router,
+    Extension, Router,
 };
 use tower::ServiceBuilder;
 use tower_http::{
@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
 
     let middleware = ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(Extension(state.catalog_cache.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::{
     gateway::GatewayError,
     model::{NewPaymentMethod, PaymentMethod},
-    problem::PaymentError,
+    problem::invalid_card,
     repo,
 };
 use crate::{
@@ -47,18 +47,18 @@ pub async fn create_payment_method(
     State(state): State<AppState>,
     user: AuthUser,
     Json(body): Json<NewPaymentMethod>,
-) -> Result<(StatusCode, Json<PaymentMethod>), PaymentError> {
-    let card = body.card.parse().map_err(PaymentError::InvalidCard)?;
+) -> ApiResult<(StatusCode, Json<PaymentMethod>)> {
+    let card = body.card.parse().map_err(invalid_card)?;
     let tokenized = state
         .gateway
         .tokenize(&card)
         .await
         .map_err(|error| match error {
-            GatewayError::InvalidCard { field, message } => PaymentError::InvalidCard(FieldError {
+            GatewayError::InvalidCard { field, message } => invalid_card(FieldError {
                 field: field.pointer().into(),
                 message,
             }),
-            GatewayError::Transient => PaymentError::Api(gateway_unavailable()),
+            GatewayError::Transient => gateway_unavailable(),
         })?;
     let mut conn = state.db.write.acquire().await?;
     let method = repo::insert_method(

@@ -15,12 +15,12 @@ use sqlx::PgConnection;
 
 use super::{
     model::{PaymentStatus, WebhookAck, WebhookEvent, WebhookStatus},
-    problem::PaymentError,
+    problem::{invalid_signature, stale_signature},
     repo,
     settle::settle,
 };
 use crate::{
-    error::{ApiError, Json},
+    error::{ApiError, ApiResult, Json},
     orders::{transition::transition, OrderStatus},
     state::AppState,
 };
@@ -129,14 +129,14 @@ pub async fn receive_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<WebhookAck>, PaymentError> {
+) -> ApiResult<Json<WebhookAck>> {
     let header = headers
         .get(SIGNATURE_HEADER)
-        .ok_or(PaymentError::InvalidSignature(
+        .ok_or(invalid_signature(
             "the Shop-Signature header is missing",
         ))?
         .to_str()
-        .map_err(|_| PaymentError::InvalidSignature("the Shop-Signature header is not text"))?;
+        .map_err(|_| invalid_signature("the Shop-Signature header is not text"))?;
     let secret = state
         .config
         .payments
@@ -153,12 +153,12 @@ pub async fn receive_webhook(
     )
     .map_err(|error| match error {
         SignatureError::Malformed => {
-            PaymentError::InvalidSignature("the Shop-Signature header is malformed")
+            invalid_signature("the Shop-Signature header is malformed")
         }
         SignatureError::Mismatch => {
-            PaymentError::InvalidSignature("the signature does not match the body")
+            invalid_signature("the signature does not match the body")
         }
-        SignatureError::Stale => PaymentError::StaleSignature,
+        SignatureError::Stale => stale_signature(),
     })?;
 
     let invalid =
@@ -167,7 +167,7 @@ pub async fn receive_webhook(
         serde_json::from_slice(&body).map_err(|_| invalid("the body is not JSON"))?;
     let event = WebhookEvent::deserialize(&payload).map_err(|e| invalid(&e.to_string()))?;
     if event.id.is_empty() || event.id.len() > 255 {
-        return Err(invalid("id must be 1 to 255 characters").into());
+        return Err(invalid("id must be 1 to 255 characters"));
     }
     // PostgreSQL text cannot hold NUL characters.
     let texts = [
@@ -177,7 +177,7 @@ pub async fn receive_webhook(
         event.data.failure_code.as_ref(),
     ];
     if texts.into_iter().flatten().any(|text| text.contains('\0')) {
-        return Err(invalid("text must not contain NUL characters").into());
+        return Err(invalid("text must not contain NUL characters"));
     }
 
     let mut tx = state.db.write.begin().await?;

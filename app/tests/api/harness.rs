@@ -204,6 +204,8 @@ pub fn config(database_url: &str) -> Config {
             },
             "payments": { "webhook_secret": WEBHOOK_SECRET },
             "log": { "format": "json", "filter": "warn" },
+            // Off, so tests see their writes at once; tests of the cache turn it on.
+            "catalog": { "cache_ttl_ms": 0 },
         })));
     let mut config: Config = figment.extract().unwrap();
     config.http = figment::Figment::from(figment::providers::Serialized::defaults(&config.http)).extract().unwrap();

@@ -5,6 +5,7 @@ mod harness;
 
 mod auth;
 mod authz;
+mod cache;
 mod cart;
 mod catalog;
 mod fuzz;

@@ -35,11 +35,18 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     Ok(Some(key.to_owned()))
 }
 
-/// What identifies a checkout request for idempotency: its body (the cart is consumed by the
-/// first request, so it cannot be part of it).
-fn request_hash(body: &CheckoutRequest) -> Vec<u8> {
-    let canonical = format!("v1|{:?}|{:?}", body.shipping_address_id, body.billing_address_id);
+/// What identifies a checkout request for idempotency: its body and the cart it checks out,
+/// as (variant, quantity) pairs.
+fn request_hash(body: &CheckoutRequest, cart: &[(i64, i32)]) -> Vec<u8> {
+    let mut cart = cart.to_vec();
+    cart.sort_unstable();
+    let lines: Vec<String> = cart.iter().map(|(variant, quantity)| format!("{variant}x{quantity}")).collect();
+    let canonical = format!("v2|{:?}|{:?}|{}", body.shipping_address_id, body.billing_address_id, lines.join(","));
     Sha256::digest(canonical.as_bytes()).to_vec()
+}
+
+fn cart_of(lines: &[PricedLine]) -> Vec<(i64, i32)> {
+    lines.iter().map(|l| (l.line.variant_id, l.line.quantity)).collect()
 }
 
 /// Place an order
@@ -50,8 +57,8 @@ fn request_hash(body: &CheckoutRequest) -> Vec<u8> {
 /// `POST /orders/{id}/pay`.
 ///
 /// With `Idempotency-Key`, a repeated request returns the first order (same status, with
-/// `Idempotent-Replayed: true`); reusing the key with a different body is 422
-/// `idempotency_key_reused`. Out of stock is 409 `out_of_stock` and changes nothing.
+/// `Idempotent-Replayed: true`); reusing the key with a different body or another cart is
+/// 422 `idempotency_key_reused`. Out of stock is 409 `out_of_stock` and changes nothing.
 #[utoipa::path(
     post,
     path = "/checkout",
@@ -77,7 +84,6 @@ pub async fn checkout(
     Json(body): Json<CheckoutRequest>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<Order>)> {
     let key = idempotency_key(&headers)?;
-    let hash = request_hash(&body);
     let mut tx = state.db.write.begin().await?;
 
     // The cart lock serializes checkouts of one user, so a request repeated with the same key
@@ -85,16 +91,15 @@ pub async fn checkout(
     let cart_id = sqlx::query_scalar!("SELECT id FROM carts WHERE user_id = $1 FOR UPDATE", user.id)
         .fetch_optional(&mut *tx)
         .await?;
-    if let Some(key) = &key {
-        if let Some(replay) = replay(&mut tx, user.id, key, &hash).await? {
-            return Ok(replay);
-        }
-    }
-
     let lines = match cart_id {
         Some(cart_id) => cart::repo::lines(&mut tx, cart_id).await?,
         None => Vec::new(),
     };
+    if let Some(key) = &key {
+        if let Some(replay) = replay(&mut tx, user.id, key, &body, &cart_of(&lines)).await? {
+            return Ok(replay);
+        }
+    }
     if lines.is_empty() {
         return Err(ApiError::conflict("cart_empty", "the cart is empty"));
     }
@@ -123,7 +128,7 @@ pub async fn checkout(
         serde_json::to_value(&shipping).map_err(ApiError::internal)?,
         serde_json::to_value(&billing).map_err(ApiError::internal)?,
         key.as_deref(),
-        hash,
+        request_hash(&body, &cart_of(&lines)),
     )
     .fetch_optional(&mut *tx)
     .await?;
@@ -132,7 +137,9 @@ pub async fn checkout(
         drop(tx);
         let mut conn = state.db.write.acquire().await?;
         let key = key.expect("a conflict needs a key");
-        return replay(&mut conn, user.id, &key, &hash).await?.ok_or(ApiError::conflict("cart_empty", "the cart is empty"));
+        return replay(&mut conn, user.id, &key, &body, &cart_of(&lines))
+            .await?
+            .ok_or(ApiError::conflict("cart_empty", "the cart is empty"));
     }
 
     reserve_lines(&mut tx, order_id, &lines).await?;
@@ -179,12 +186,14 @@ async fn reserve_lines(conn: &mut PgConnection, order_id: Uuid, lines: &[PricedL
 }
 
 /// The first order placed with `key`, answered as it is now; 422 if the key came with a
-/// different request.
+/// different request. The first request emptied the cart, so a retry finding it empty is
+/// compared with the cart that order was made from; a retry with another cart is refused.
 async fn replay(
     conn: &mut PgConnection,
     user_id: Uuid,
     key: &str,
-    hash: &[u8],
+    body: &CheckoutRequest,
+    cart: &[(i64, i32)],
 ) -> ApiResult<Option<(StatusCode, HeaderMap, Json<Order>)>> {
     let Some(first) = sqlx::query!(
         "SELECT id, request_hash FROM orders WHERE user_id = $1 AND idempotency_key = $2",
@@ -196,7 +205,14 @@ async fn replay(
     else {
         return Ok(None);
     };
-    if first.request_hash.as_deref() != Some(hash) {
+    let ordered;
+    let cart = if cart.is_empty() {
+        ordered = ordered_cart(conn, first.id).await?;
+        &ordered
+    } else {
+        cart
+    };
+    if first.request_hash.as_deref() != Some(request_hash(body, cart).as_slice()) {
         return Err(ApiError::unprocessable(
             "idempotency_key_reused",
             "this Idempotency-Key was used for a different request",
@@ -206,6 +222,18 @@ async fn replay(
     let mut headers = HeaderMap::new();
     headers.insert(REPLAYED, HeaderValue::from_static("true"));
     Ok(Some((StatusCode::CREATED, headers, Json(order))))
+}
+
+/// The cart an order was made from: its items per variant (one line may have been split
+/// across warehouses).
+async fn ordered_cart(conn: &mut PgConnection, order_id: Uuid) -> ApiResult<Vec<(i64, i32)>> {
+    let rows = sqlx::query!(
+        r#"SELECT variant_id, sum(quantity)::integer AS "quantity!" FROM order_items WHERE order_id = $1 GROUP BY variant_id"#,
+        order_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.variant_id, r.quantity)).collect())
 }
 
 async fn addresses(

@@ -78,6 +78,14 @@ const MATRIX: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/orders/{id}", User),
     ("POST", "/api/v1/orders/{id}/cancel", User),
     ("POST", "/api/v1/orders/{id}/status", Staff),
+    // inventory
+    ("GET", "/api/v1/inventory/variants/{variant_id}", Staff),
+    ("POST", "/api/v1/inventory/restock", Staff),
+    ("POST", "/api/v1/inventory/adjust", Staff),
+    ("GET", "/api/v1/inventory/low-stock", Staff),
+    ("GET", "/api/v1/inventory/movements", Staff),
+    ("GET", "/api/v1/warehouses", Staff),
+    ("POST", "/api/v1/warehouses", Staff),
     // payments
     ("POST", "/api/v1/payment-methods", User),
     ("GET", "/api/v1/payment-methods", User),

@@ -150,3 +150,46 @@ async fn a_cart_holds_at_most_a_hundred_lines() {
         app.post("/api/v1/cart/lines", Some(&user.token), json!({ "variant_id": extra.variant_id, "quantity": 1 })).await;
     assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("cart_full")));
 }
+
+/// Signing in moves an anonymous cart into the user's (the auth tests cover the login side):
+/// quantities of a variant in both add up to at most 1000, and the anonymous cart is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymous_cart_merges_into_the_users() {
+    let app = TestApp::spawn().await;
+    let both = app.stocked_product(100, 10).await;
+    let capped = app.stocked_product(200, 10).await;
+    let anonymous_only = app.stocked_product(300, 10).await;
+    let user = app.customer().await;
+    let (_, created) = app.post("/api/v1/cart/anonymous", None, json!({})).await;
+    let token = created["cart_token"].as_str().unwrap();
+    for (variant_id, quantity) in [(both.variant_id, 2), (capped.variant_id, 999), (anonymous_only.variant_id, 1)] {
+        let body = json!({ "variant_id": variant_id, "quantity": quantity });
+        let (status, cart) = with_cart_token(&app, Method::POST, "/api/v1/cart/lines", token, Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{cart}");
+    }
+    for (variant_id, quantity) in [(both.variant_id, 3), (capped.variant_id, 5)] {
+        let body = json!({ "variant_id": variant_id, "quantity": quantity });
+        assert_eq!(app.post("/api/v1/cart/lines", Some(&user.token), body).await.0, StatusCode::OK);
+    }
+
+    let mut conn = app.pool.acquire().await.unwrap();
+    shop::cart::merge::merge_into_user(&mut conn, token, user.id).await.unwrap();
+    // A token that names no cart (already merged, or expired) is ignored.
+    shop::cart::merge::merge_into_user(&mut conn, token, user.id).await.unwrap();
+    drop(conn);
+
+    let (status, cart) = app.get("/api/v1/cart", Some(&user.token)).await;
+    assert_eq!(status, StatusCode::OK);
+    let quantity = |variant_id: i64| {
+        cart["lines"].as_array().unwrap().iter().find(|l| l["variant_id"] == variant_id).map(|l| l["quantity"].clone())
+    };
+    assert_eq!(quantity(both.variant_id), Some(json!(5)));
+    assert_eq!(quantity(capped.variant_id), Some(json!(1000)));
+    assert_eq!(quantity(anonymous_only.variant_id), Some(json!(1)));
+    assert_eq!(cart["subtotal"]["amount_minor"], 5 * 100 + 1000 * 200 + 300);
+    assert_eq!(cart["shipping"]["amount_minor"], 0);
+    let (status, _) = with_cart_token(&app, Method::GET, "/api/v1/cart", token, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the anonymous cart is gone");
+    let carts: i64 = sqlx::query_scalar("SELECT count(*) FROM carts").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(carts, 1);
+}

@@ -173,6 +173,44 @@ async fn an_idempotency_key_returns_the_first_order() {
     assert_eq!(app.stock(&sku).await, (10, 1));
 }
 
+/// The key names the request and the cart it checked out: a retry after the cart was emptied
+/// is a replay, a retry with another cart is refused, and neither places an order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_is_bound_to_the_cart() {
+    let app = TestApp::spawn().await;
+    let sku = app.stocked_product(700, 10).await;
+    let other = app.stocked_product(300, 10).await;
+    let user = app.shopper_with(sku.variant_id, 2).await;
+    let add = |variant_id: i64, quantity: i32| {
+        app.post("/api/v1/cart/lines", Some(&user.token), json!({ "variant_id": variant_id, "quantity": quantity }))
+    };
+    let (status, first, _) = checkout(&app, &user.token, Some("cart-key"), json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+
+    // Another cart with the same key: refused, and the cart stays as it is.
+    add(other.variant_id, 1).await;
+    let (status, problem, replayed) = checkout(&app, &user.token, Some("cart-key"), json!({})).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused")));
+    assert!(!replayed);
+    let (_, cart) = app.get("/api/v1/cart", Some(&user.token)).await;
+    assert_eq!(cart["item_count"], 1);
+
+    // The same cart again (or an empty one, as the first checkout left it) is the same request.
+    app.call(Method::DELETE, "/api/v1/cart", Some(&user.token), None).await;
+    let (status, again, replayed) = checkout(&app, &user.token, Some("cart-key"), json!({})).await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");
+    assert_eq!(again["id"], first["id"]);
+    add(sku.variant_id, 2).await;
+    let (status, again, replayed) = checkout(&app, &user.token, Some("cart-key"), json!({})).await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");
+    assert_eq!(again["id"], first["id"]);
+
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(orders, 1);
+    assert_eq!(app.stock(&sku).await, (10, 2));
+    assert_eq!(app.stock(&other).await, (10, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_with_one_key_place_one_order() {
     let app = TestApp::spawn().await;
@@ -291,6 +329,11 @@ async fn orders_are_private_to_their_owner() {
     assert_eq!(app.get("/api/v1/orders?all=true", Some(&other.token)).await.0, StatusCode::FORBIDDEN);
     let (_, page) = app.get("/api/v1/orders?all=true", Some(&staff.token)).await;
     assert_eq!(page["items"][0]["id"], id);
+    let (_, page) = app.get("/api/v1/orders?all=true&status=pending_payment", Some(&staff.token)).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let (_, page) = app.get("/api/v1/orders?all=true&status=paid", Some(&staff.token)).await;
+    assert_eq!(page["items"], json!([]));
+    assert_eq!(app.get("/api/v1/orders?status=lost", Some(&owner.token)).await.0, StatusCode::BAD_REQUEST);
     // A paid order cannot be cancelled by its owner.
     app.call(Method::POST, &format!("{path}/status"), Some(&staff.token), Some(json!({ "status": "paid" }))).await;
     let (status, body) = app.post(&format!("{path}/cancel"), Some(&owner.token), json!({})).await;

@@ -2,7 +2,7 @@
 //! category tree) in each app process.
 //!
 //! Catalog reads dominate a shop's traffic and change rarely, so each response is kept for
-//! `catalog.cache_ttl_ms` (1 s by default) and concurrent misses of one URL wait for a
+//! `catalog.cache_ttl_ms` (5 s by default) and concurrent misses of one URL wait for a
 //! single database query instead of stampeding. Successful catalog and inventory writes
 //! through this process empty it at once; other replicas see a change within the TTL, and
 //! stock shown on product pages may lag checkouts by at most the TTL (checkout itself always
@@ -32,7 +32,7 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { cache_ttl_ms: 1000, cache_max_entries: 50_000 }
+        Self { cache_ttl_ms: 5000, cache_max_entries: 50_000 }
     }
 }
 

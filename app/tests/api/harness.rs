@@ -230,11 +230,17 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_with_state(adjust, |_| {}).await
+    }
+
+    /// With the configuration and then the state adjusted (another payment gateway, say).
+    pub async fn spawn_with_state(adjust: impl FnOnce(&mut Config), adjust_state: impl FnOnce(&mut AppState)) -> TestApp {
         let (url, pool) = database().await;
         let mut config = config(&url);
         adjust(&mut config);
         let db = Db::connect_lazy(&config.database).unwrap();
-        let state = AppState::new(config, db);
+        let mut state = AppState::new(config, db);
+        adjust_state(&mut state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel();

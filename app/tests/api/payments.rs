@@ -6,7 +6,6 @@ use proptest::prelude::*;
 use reqwest::{header, Method, StatusCode};
 use serde_json::{json, Value};
 use shop::{
-    db::Db,
     money::Money,
     payments::{
         gateway::{
@@ -14,11 +13,10 @@ use shop::{
         },
         webhook::{sign, verify, SignatureError},
     },
-    AppState,
 };
 use uuid::Uuid;
 
-use crate::harness::{self, Stocked, TestApp, User, WEBHOOK_SECRET};
+use crate::harness::{Stocked, TestApp, User, WEBHOOK_SECRET};
 
 const GOOD: &str = "4242424242424242";
 const DECLINED: &str = "4000000000000002";
@@ -57,25 +55,7 @@ impl PaymentGateway for RecordingGateway {
 
 /// Like `TestApp::spawn`, with `gateway` in place of the test gateway.
 async fn spawn_with_gateway(gateway: Arc<dyn PaymentGateway>) -> TestApp {
-    let (url, pool) = harness::database().await;
-    let config = harness::config(&url);
-    let db = Db::connect_lazy(&config.database).unwrap();
-    let mut state = AppState::new(config, db);
-    state.gateway = gateway;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(shop::http::serve(listener, state.clone(), async {
-        let _ = rx.await;
-    }));
-    TestApp {
-        base,
-        client: reqwest::Client::builder().no_proxy().build().unwrap(),
-        pool,
-        state,
-        shutdown: Some(tx),
-        server: Some(server),
-    }
+    TestApp::spawn_with_state(|_| {}, |state| state.gateway = gateway).await
 }
 
 fn card(number: &str) -> Value {

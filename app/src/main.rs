@@ -23,7 +23,8 @@ enum Command {
     },
     /// Apply pending database migrations.
     Migrate,
-    /// Load demo data: categories, brands, tags, products with variants, stock.
+    /// Load demo data: categories, brands, tags, products with variants, stock; and, when
+    /// APP_SEED_PASSWORD is set, the accounts staff@shop.local and customer@shop.local.
     Seed {
         /// Number of products to create.
         #[arg(long, default_value_t = 1000)]
@@ -77,7 +78,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("migrations applied");
         }
         Command::Seed { products } => {
-            let summary = shop::seed::run(&db, &config, products).await?;
+            let password = std::env::var("APP_SEED_PASSWORD").ok();
+            let summary = shop::seed::run(&db, &config, products, password.as_deref()).await?;
             eprintln!("{summary}");
         }
         Command::Staff { email, name } => {

@@ -16,18 +16,23 @@ use crate::{auth::password, config::Config, db::Db};
 
 pub const STAFF_EMAIL: &str = "staff@shop.local";
 pub const CUSTOMER_EMAIL: &str = "customer@shop.local";
-const DEFAULT_PASSWORD: &str = "shop-demo-password";
 /// Serializes concurrent seed runs (pg_advisory_xact_lock key).
 const LOCK_KEY: i64 = 0x5eed;
 
-/// Seeds the database and returns a one-line summary.
-pub async fn run(db: &Db, config: &Config, products: u32) -> anyhow::Result<String> {
+/// Seeds the database and returns a one-line summary. The demo accounts get `password`, the
+/// one the operator chose; with none, no accounts are made (a password written in the
+/// source would be known to everyone).
+pub async fn run(db: &Db, config: &Config, products: u32, password: Option<&str>) -> anyhow::Result<String> {
     let started = Instant::now();
-    let password =
-        std::env::var("APP_SEED_PASSWORD").unwrap_or_else(|_| DEFAULT_PASSWORD.to_owned());
+    let password = password.filter(|p| !p.is_empty()).map(str::to_owned);
     // Hashing is slow on purpose; do it before holding any lock.
-    let staff_hash = password::hash(&config.auth.argon2, password.clone()).await?;
-    let customer_hash = password::hash(&config.auth.argon2, password).await?;
+    let hashes = match &password {
+        Some(password) => Some((
+            password::hash(&config.auth.argon2, password.clone()).await?,
+            password::hash(&config.auth.argon2, password.clone()).await?,
+        )),
+        None => None,
+    };
 
     let mut tx = db
         .write
@@ -59,10 +64,14 @@ pub async fn run(db: &Db, config: &Config, products: u32) -> anyhow::Result<Stri
     };
 
     let mut created = Vec::new();
-    for (email, name, role, hash) in [
-        (STAFF_EMAIL, "Demo Staff", "staff", staff_hash),
-        (CUSTOMER_EMAIL, "Demo Customer", "customer", customer_hash),
-    ] {
+    let accounts = match hashes {
+        Some((staff_hash, customer_hash)) => vec![
+            (STAFF_EMAIL, "Demo Staff", "staff", staff_hash),
+            (CUSTOMER_EMAIL, "Demo Customer", "customer", customer_hash),
+        ],
+        None => Vec::new(),
+    };
+    for (email, name, role, hash) in accounts {
         let inserted = sqlx::query!(
             "INSERT INTO users (id, email, password_hash, full_name, role) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (lower(email)) DO NOTHING",
@@ -81,7 +90,9 @@ pub async fn run(db: &Db, config: &Config, products: u32) -> anyhow::Result<Stri
     }
     tx.commit().await?;
 
-    let accounts = if created.is_empty() {
+    let accounts = if password.is_none() {
+        "no demo accounts (set APP_SEED_PASSWORD to create them)".to_owned()
+    } else if created.is_empty() {
         "accounts already exist".to_owned()
     } else {
         format!("created {}", created.join(" and "))

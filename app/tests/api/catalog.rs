@@ -1567,7 +1567,7 @@ async fn search_ranks_exact_words_first_and_tolerates_typos() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_creates_a_consistent_catalog_and_runs_twice() {
     let app = TestApp::spawn().await;
-    let summary = shop::seed::run(&app.state.db, &app.state.config, 300)
+    let summary = shop::seed::run(&app.state.db, &app.state.config, 300, Some("demo password"))
         .await
         .unwrap();
     assert!(summary.contains("300 products"), "{summary}");
@@ -1652,7 +1652,7 @@ async fn seed_creates_a_consistent_catalog_and_runs_twice() {
 
     // A second run changes nothing and says so.
     let movements = count("SELECT count(*) FROM inventory_movements").await;
-    let again = shop::seed::run(&app.state.db, &app.state.config, 300)
+    let again = shop::seed::run(&app.state.db, &app.state.config, 300, Some("demo password"))
         .await
         .unwrap();
     assert!(again.contains("left alone"), "{again}");
@@ -1668,7 +1668,7 @@ async fn seed_creates_a_consistent_catalog_and_runs_twice() {
 async fn seeding_is_deterministic() {
     let (a, b) = (TestApp::spawn().await, TestApp::spawn().await);
     for app in [&a, &b] {
-        shop::seed::run(&app.state.db, &app.state.config, 50)
+        shop::seed::run(&app.state.db, &app.state.config, 50, None)
             .await
             .unwrap();
     }

@@ -105,7 +105,11 @@ pub struct Argon2Config {
 
 impl Default for Argon2Config {
     fn default() -> Self {
-        Self { memory_kib: 19_456, iterations: 2, parallelism: 1 }
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
     }
 }
 
@@ -155,7 +159,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Json, filter: "info".into() }
+        Self {
+            format: LogFormat::Json,
+            filter: "info".into(),
+        }
     }
 }
 
@@ -197,20 +204,30 @@ impl Config {
         let mut figment = Figment::new()
             .merge(Serialized::default("http", HttpConfig::default()))
             .merge(Serialized::default("shop", ShopConfig::default()))
-            .merge(Serialized::default("catalog", crate::catalog::cache::CacheConfig::default()))
+            .merge(Serialized::default(
+                "catalog",
+                crate::catalog::cache::CacheConfig::default(),
+            ))
             .merge(Serialized::default("log", LogConfig::default()));
         if let Ok(path) = std::env::var("APP_CONFIG") {
             figment = figment.merge(Toml::file_exact(Path::new(&path)));
         }
         figment = figment.merge(Env::prefixed("APP_").split("__").ignore(&["config"]));
-        let config: Config = figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
         config.check()?;
         Ok(config)
     }
 
     /// Constraints serde cannot express.
     pub fn check(&self) -> Result<(), ConfigError> {
-        let invalid = |key, problem: &str| Err(ConfigError::Invalid { key, problem: problem.into() });
+        let invalid = |key, problem: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                problem: problem.into(),
+            })
+        };
         if self.auth.jwt_secret.expose_secret().len() < 32 {
             return invalid("auth.jwt_secret", "must be at least 32 bytes");
         }
@@ -231,7 +248,11 @@ impl Config {
 }
 
 /// The keys without a default, by section.
-const REQUIRED: [(&str, &str); 3] = [("database", "url"), ("auth", "jwt_secret"), ("payments", "webhook_secret")];
+const REQUIRED: [(&str, &str); 3] = [
+    ("database", "url"),
+    ("auth", "jwt_secret"),
+    ("payments", "webhook_secret"),
+];
 
 /// Every problem figment found, each naming its key and where to set it.
 fn describe(error: &figment::Error) -> String {
@@ -240,7 +261,12 @@ fn describe(error: &figment::Error) -> String {
         .into_iter()
         .map(|e| match &e.kind {
             figment::error::Kind::MissingField(field) => {
-                let mut key: Vec<&str> = e.path.iter().map(String::as_str).chain([field.as_ref()]).collect();
+                let mut key: Vec<&str> = e
+                    .path
+                    .iter()
+                    .map(String::as_str)
+                    .chain([field.as_ref()])
+                    .collect();
                 // A whole section is missing: name the key it needs.
                 if let [section] = key[..] {
                     if let Some((_, required)) = REQUIRED.iter().find(|(s, _)| *s == section) {
@@ -248,7 +274,11 @@ fn describe(error: &figment::Error) -> String {
                     }
                 }
                 let env = format!("APP_{}", key.join("__").to_uppercase());
-                format!("missing `{}`: set {env}, or `{}` in the file named by APP_CONFIG", key.join("."), key.join("."))
+                format!(
+                    "missing `{}`: set {env}, or `{}` in the file named by APP_CONFIG",
+                    key.join("."),
+                    key.join(".")
+                )
             }
             _ => e.to_string(),
         })

@@ -34,7 +34,10 @@ impl Db {
 
     /// Same pools for both roles (tests, tools).
     pub fn single(pool: PgPool) -> Self {
-        Self { write: pool.clone(), read: pool }
+        Self {
+            write: pool.clone(),
+            read: pool,
+        }
     }
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
@@ -45,7 +48,9 @@ impl Db {
 fn pool(config: &DatabaseConfig, url: &str, read_only: bool) -> Result<PgPool, sqlx::Error> {
     let statement_timeout = config.statement_timeout_ms.to_string();
     let mut options: PgConnectOptions = url.parse()?;
-    options = options.application_name("shop").options([("statement_timeout", statement_timeout.as_str())]);
+    options = options
+        .application_name("shop")
+        .options([("statement_timeout", statement_timeout.as_str())]);
     if read_only {
         options = options.options([("default_transaction_read_only", "on")]);
     }

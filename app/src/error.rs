@@ -31,14 +31,22 @@ pub enum ApiError {
     /// Well-formed, but refused for a reason with a code of its own (`address_required`,
     /// `idempotency_key_reused`, ...).
     #[error("{detail}")]
-    Unprocessable { code: &'static str, detail: String, errors: Vec<FieldError> },
+    Unprocessable {
+        code: &'static str,
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     #[error("{0}")]
     Unauthorized(&'static str),
     /// A 401 with a code of its own, so a client can tell "sign in again" from
     /// "your session was revoked"; `challenge` is the scheme the client should use
     /// (`Bearer`, or the webhook's `Shop-Signature`).
     #[error("{detail}")]
-    AuthFailed { code: &'static str, detail: &'static str, challenge: &'static str },
+    AuthFailed {
+        code: &'static str,
+        detail: &'static str,
+        challenge: &'static str,
+    },
     #[error("this needs the staff role")]
     Forbidden,
     #[error("{0} not found")]
@@ -56,7 +64,11 @@ pub enum ApiError {
     TooManyRequests { retry_after_s: u64 },
     /// A dependency is briefly unavailable (database failover, gateway outage): retry.
     #[error("{detail}")]
-    Unavailable { code: &'static str, detail: String, retry_after_s: u64 },
+    Unavailable {
+        code: &'static str,
+        detail: String,
+        retry_after_s: u64,
+    },
     #[error("the request took longer than {0} ms")]
     Timeout(u64),
     #[error("internal error")]
@@ -80,16 +92,29 @@ pub struct Problem {
 
 impl ApiError {
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::BadRequest { code, detail: detail.into() }
+        Self::BadRequest {
+            code,
+            detail: detail.into(),
+        }
     }
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Conflict { code, detail: detail.into() }
+        Self::Conflict {
+            code,
+            detail: detail.into(),
+        }
     }
     pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Unprocessable { code, detail: detail.into(), errors: Vec::new() }
+        Self::Unprocessable {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
     }
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Validation(vec![FieldError { field: field.into(), message: message.into() }])
+        Self::Validation(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
     }
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         Self::Internal(error.into())
@@ -162,13 +187,18 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
-            Self::Internal(error) => tracing::error!(error = format!("{error:#}"), "internal error"),
+            Self::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "internal error")
+            }
             Self::Unavailable { code, detail, .. } => tracing::warn!(code, detail, "unavailable"),
             _ => {}
         }
         let mut response = (self.status(), axum::Json(self.problem())).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Some(seconds) = self.retry_after_s() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
@@ -177,7 +207,10 @@ impl IntoResponse for ApiError {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             Self::AuthFailed { challenge, .. } => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
             }
             _ => {}
         }

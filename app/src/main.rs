@@ -44,7 +44,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -71,7 +74,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding {}", config.http.bind))?;
             tracing::info!(address = %listener.local_addr()?, "serving");
-            shop::http::serve(listener, AppState::new(config, db), shop::http::shutdown_signal()).await?;
+            shop::http::serve(
+                listener,
+                AppState::new(config, db),
+                shop::http::shutdown_signal(),
+            )
+            .await?;
         }
         Command::Migrate => {
             db.migrate().await.context("applying migrations")?;
@@ -83,7 +91,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("{summary}");
         }
         Command::Staff { email, name } => {
-            let password = std::env::var("APP_STAFF_PASSWORD").context("APP_STAFF_PASSWORD is not set")?;
+            let password =
+                std::env::var("APP_STAFF_PASSWORD").context("APP_STAFF_PASSWORD is not set")?;
             let state = AppState::new(config, db);
             let id = shop::users::ensure_staff(&state, &email, &name, password).await?;
             eprintln!("staff account {email} ({id})");

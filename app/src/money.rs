@@ -88,7 +88,10 @@ pub struct Money {
 
 impl Money {
     pub fn new(amount_minor: i64, currency: Currency) -> Self {
-        Self { amount_minor, currency }
+        Self {
+            amount_minor,
+            currency,
+        }
     }
 
     pub fn zero(currency: Currency) -> Self {
@@ -104,7 +107,10 @@ impl Money {
         if self.currency != other.currency {
             return Err(MoneyError::CurrencyMismatch(self.currency, other.currency));
         }
-        let amount = self.amount_minor.checked_add(other.amount_minor).ok_or(MoneyError::Overflow)?;
+        let amount = self
+            .amount_minor
+            .checked_add(other.amount_minor)
+            .ok_or(MoneyError::Overflow)?;
         Ok(Money::new(amount, self.currency))
     }
 
@@ -112,18 +118,29 @@ impl Money {
         if self.currency != other.currency {
             return Err(MoneyError::CurrencyMismatch(self.currency, other.currency));
         }
-        let amount = self.amount_minor.checked_sub(other.amount_minor).ok_or(MoneyError::Overflow)?;
+        let amount = self
+            .amount_minor
+            .checked_sub(other.amount_minor)
+            .ok_or(MoneyError::Overflow)?;
         Ok(Money::new(amount, self.currency))
     }
 
     pub fn checked_mul(self, quantity: i64) -> Result<Money, MoneyError> {
-        let amount = self.amount_minor.checked_mul(quantity).ok_or(MoneyError::Overflow)?;
+        let amount = self
+            .amount_minor
+            .checked_mul(quantity)
+            .ok_or(MoneyError::Overflow)?;
         Ok(Money::new(amount, self.currency))
     }
 
     /// Sums amounts of one currency; an empty sum is zero in `currency`.
-    pub fn sum(currency: Currency, amounts: impl IntoIterator<Item = Money>) -> Result<Money, MoneyError> {
-        amounts.into_iter().try_fold(Money::zero(currency), Money::checked_add)
+    pub fn sum(
+        currency: Currency,
+        amounts: impl IntoIterator<Item = Money>,
+    ) -> Result<Money, MoneyError> {
+        amounts
+            .into_iter()
+            .try_fold(Money::zero(currency), Money::checked_add)
     }
 }
 
@@ -142,7 +159,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn currency() -> impl Strategy<Value = Currency> {
-        prop_oneof![Just(Currency::EUR), Just(Currency::USD), Just(Currency(*b"GBP"))]
+        prop_oneof![
+            Just(Currency::EUR),
+            Just(Currency::USD),
+            Just(Currency(*b"GBP"))
+        ]
     }
 
     fn amount() -> impl Strategy<Value = i64> {
@@ -222,7 +243,10 @@ mod tests {
 
     #[test]
     fn database_codes_may_be_padded() {
-        assert_eq!(Money::from_db(5, "EUR").unwrap(), Money::new(5, Currency::EUR));
+        assert_eq!(
+            Money::from_db(5, "EUR").unwrap(),
+            Money::new(5, Currency::EUR)
+        );
         assert!(Money::from_db(5, "eur").is_err());
     }
 }

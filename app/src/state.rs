@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use crate::{
-    auth::token::JwtKeys, catalog::cache::CatalogCache, config::Config, db::Db, payments::gateway::PaymentGateway,
+    auth::token::JwtKeys, catalog::cache::CatalogCache, config::Config, db::Db,
+    payments::gateway::PaymentGateway,
 };
 
 #[derive(Clone)]

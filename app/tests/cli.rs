@@ -4,7 +4,10 @@ use std::process::{Command, Output};
 
 fn app(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_app"));
-    command.args(args).env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
     for (key, value) in env {
         command.env(key, value);
     }
@@ -33,7 +36,10 @@ fn a_missing_setting_is_named_with_where_to_set_it() {
     let output = app(&["migrate"], &SECRETS);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    assert!(err.contains("missing `database.url`: set APP_DATABASE__URL"), "{err}");
+    assert!(
+        err.contains("missing `database.url`: set APP_DATABASE__URL"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -48,25 +54,41 @@ fn a_weak_secret_is_refused() {
     );
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
-    assert!(err.contains("auth.jwt_secret: must be at least 32 bytes"), "{err}");
-    assert!(!err.contains("short"), "the secret itself is never printed: {err}");
+    assert!(
+        err.contains("auth.jwt_secret: must be at least 32 bytes"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("short"),
+        "the secret itself is never printed: {err}"
+    );
 }
 
 #[test]
 fn a_value_of_the_wrong_type_names_its_key() {
     let mut env = SECRETS.to_vec();
-    env.extend([("APP_DATABASE__URL", "postgres://shop@127.0.0.1:1/shop"), ("APP_HTTP__BODY_LIMIT_BYTES", "lots")]);
+    env.extend([
+        ("APP_DATABASE__URL", "postgres://shop@127.0.0.1:1/shop"),
+        ("APP_HTTP__BODY_LIMIT_BYTES", "lots"),
+    ]);
     let output = app(&["migrate"], &env);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output).to_lowercase();
-    assert!(err.contains("http.body_limit_bytes") && err.contains("lots"), "{err}");
+    assert!(
+        err.contains("http.body_limit_bytes") && err.contains("lots"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_config_file_that_does_not_exist_is_named() {
     let output = app(&["migrate"], &[("APP_CONFIG", "/nonexistent/shop.toml")]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("/nonexistent/shop.toml"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("/nonexistent/shop.toml"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -83,14 +105,24 @@ fn settings_can_come_from_a_file() {
     let output = app(&["migrate"], &[("APP_CONFIG", file.to_str().unwrap())]);
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1));
-    assert!(err.contains("unknown") && err.contains("shop.toml"), "unknown keys are refused: {err}");
+    assert!(
+        err.contains("unknown") && err.contains("shop.toml"),
+        "unknown keys are refused: {err}"
+    );
 }
 
 #[test]
 fn an_unreachable_database_fails_migrate_clearly() {
     let mut env = SECRETS.to_vec();
-    env.extend([("APP_DATABASE__URL", "postgres://shop@127.0.0.1:1/shop"), ("APP_DATABASE__ACQUIRE_TIMEOUT_MS", "300")]);
+    env.extend([
+        ("APP_DATABASE__URL", "postgres://shop@127.0.0.1:1/shop"),
+        ("APP_DATABASE__ACQUIRE_TIMEOUT_MS", "300"),
+    ]);
     let output = app(&["migrate"], &env);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains("applying migrations"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("applying migrations"),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -32,19 +32,33 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| ApiError::Unauthorized("malformed Authorization header"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed Authorization header"))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim()))
         }
-        _ => Err(ApiError::Unauthorized("expected Authorization: Bearer <token>")),
+        _ => Err(ApiError::Unauthorized(
+            "expected Authorization: Bearer <token>",
+        )),
     }
 }
 
 fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<AuthUser>, ApiError> {
-    let Some(token) = bearer(parts)? else { return Ok(None) };
-    let claims = state.jwt.verify(token).ok_or(ApiError::Unauthorized("invalid or expired access token"))?;
-    Ok(Some(AuthUser { id: claims.sub, role: claims.role }))
+    let Some(token) = bearer(parts)? else {
+        return Ok(None);
+    };
+    let claims = state
+        .jwt
+        .verify(token)
+        .ok_or(ApiError::Unauthorized("invalid or expired access token"))?;
+    Ok(Some(AuthUser {
+        id: claims.sub,
+        role: claims.role,
+    }))
 }
 
 impl FromRequestParts<AppState> for AuthUser {

@@ -8,8 +8,13 @@ use argon2::{
 use crate::config::Argon2Config;
 
 fn hasher(config: &Argon2Config) -> Argon2<'static> {
-    let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
-        .expect("argon2 parameters are checked at startup");
+    let params = Params::new(
+        config.memory_kib,
+        config.iterations,
+        config.parallelism,
+        None,
+    )
+    .expect("argon2 parameters are checked at startup");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -27,7 +32,11 @@ pub async fn hash(config: &Argon2Config, password: String) -> anyhow::Result<Str
 
 /// Verifies against a stored hash; with no stored hash (unknown user) it still does the work,
 /// so response times do not reveal which emails are registered.
-pub async fn verify(config: &Argon2Config, password: String, stored: Option<String>) -> anyhow::Result<bool> {
+pub async fn verify(
+    config: &Argon2Config,
+    password: String,
+    stored: Option<String>,
+) -> anyhow::Result<bool> {
     let config = config.clone();
     tokio::task::spawn_blocking(move || {
         let real = stored.is_some();
@@ -44,7 +53,9 @@ pub async fn verify(config: &Argon2Config, password: String, stored: Option<Stri
         };
         let parsed = PasswordHash::new(hash).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
         // The parameters are read from the stored hash, so old hashes verify after a cost change.
-        let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
+        let ok = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
         Ok(ok && real)
     })
     .await?

@@ -257,8 +257,7 @@ pub async fn confirm_password_reset(
         return Err(ApiError::bad_request(
             "invalid_reset_token",
             "the reset token is unknown, expired or used",
-        )
-        .into());
+        ));
     };
     sqlx::query!(
         "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1",

@@ -8,11 +8,18 @@ use crate::{auth::token::hash_token, error::ApiError};
 /// Moves the lines of the anonymous cart whose token is `cart_token` into `user_id`'s cart
 /// (adding quantities of variants in both) and deletes the anonymous cart. An unknown
 /// token is ignored: the anonymous cart may have expired.
-pub async fn merge_into_user(conn: &mut PgConnection, cart_token: &str, user_id: Uuid) -> Result<(), ApiError> {
+pub async fn merge_into_user(
+    conn: &mut PgConnection,
+    cart_token: &str,
+    user_id: Uuid,
+) -> Result<(), ApiError> {
     let hash = hash_token(cart_token);
-    let Some(anonymous) = sqlx::query_scalar!("SELECT id FROM carts WHERE token_hash = $1 FOR UPDATE", hash)
-        .fetch_optional(&mut *conn)
-        .await?
+    let Some(anonymous) = sqlx::query_scalar!(
+        "SELECT id FROM carts WHERE token_hash = $1 FOR UPDATE",
+        hash
+    )
+    .fetch_optional(&mut *conn)
+    .await?
     else {
         return Ok(());
     };
@@ -35,6 +42,8 @@ pub async fn merge_into_user(conn: &mut PgConnection, cart_token: &str, user_id:
     )
     .execute(&mut *conn)
     .await?;
-    sqlx::query!("DELETE FROM carts WHERE id = $1", anonymous).execute(&mut *conn).await?;
+    sqlx::query!("DELETE FROM carts WHERE id = $1", anonymous)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }

@@ -26,10 +26,18 @@ impl FromRequestParts<AppState> for CartOwner {
         if let MaybeUser(Some(user)) = MaybeUser::from_request_parts(parts, state).await? {
             return Ok(CartOwner::User(user.id));
         }
-        match parts.headers.get(CART_TOKEN_HEADER).map(|v| v.to_str().map(str::trim)) {
-            Some(Ok(token)) if !token.is_empty() && token.len() <= 100 => Ok(CartOwner::Anonymous(hash_token(token))),
+        match parts
+            .headers
+            .get(CART_TOKEN_HEADER)
+            .map(|v| v.to_str().map(str::trim))
+        {
+            Some(Ok(token)) if !token.is_empty() && token.len() <= 100 => {
+                Ok(CartOwner::Anonymous(hash_token(token)))
+            }
             Some(_) => Err(ApiError::Unauthorized("malformed X-Cart-Token header")),
-            None => Err(ApiError::Unauthorized("sign in, or send the X-Cart-Token of an anonymous cart")),
+            None => Err(ApiError::Unauthorized(
+                "sign in, or send the X-Cart-Token of an anonymous cart",
+            )),
         }
     }
 }

@@ -13,7 +13,10 @@ pub struct Totals {
 }
 
 /// Totals of lines given as (unit price, quantity). An empty cart ships for free.
-pub fn totals(shop: &ShopConfig, lines: impl IntoIterator<Item = (Money, i32)>) -> Result<Totals, MoneyError> {
+pub fn totals(
+    shop: &ShopConfig,
+    lines: impl IntoIterator<Item = (Money, i32)>,
+) -> Result<Totals, MoneyError> {
     let mut subtotal = Money::zero(shop.currency);
     let mut any = false;
     for (unit, quantity) in lines {
@@ -26,7 +29,11 @@ pub fn totals(shop: &ShopConfig, lines: impl IntoIterator<Item = (Money, i32)>) 
         shop.shipping_flat_minor
     };
     let shipping = Money::new(shipping_minor, shop.currency);
-    Ok(Totals { subtotal, shipping, total: subtotal.checked_add(shipping)? })
+    Ok(Totals {
+        subtotal,
+        shipping,
+        total: subtotal.checked_add(shipping)?,
+    })
 }
 
 #[cfg(test)]
@@ -36,13 +43,20 @@ mod tests {
     use proptest::prelude::*;
 
     fn shop() -> ShopConfig {
-        ShopConfig { currency: Currency::EUR, shipping_flat_minor: 495, free_shipping_from_minor: 5000 }
+        ShopConfig {
+            currency: Currency::EUR,
+            shipping_flat_minor: 495,
+            free_shipping_from_minor: 5000,
+        }
     }
 
     #[test]
     fn shipping_is_charged_below_the_threshold_only() {
         let eur = |m| Money::new(m, Currency::EUR);
-        assert_eq!(totals(&shop(), [(eur(4999), 1)]).unwrap().total, eur(4999 + 495));
+        assert_eq!(
+            totals(&shop(), [(eur(4999), 1)]).unwrap().total,
+            eur(4999 + 495)
+        );
         assert_eq!(totals(&shop(), [(eur(2500), 2)]).unwrap().total, eur(5000));
         assert_eq!(totals(&shop(), []).unwrap().total, eur(0));
     }
@@ -50,7 +64,10 @@ mod tests {
     #[test]
     fn another_currency_is_refused() {
         let usd = Money::new(100, Currency::USD);
-        assert!(matches!(totals(&shop(), [(usd, 1)]), Err(MoneyError::CurrencyMismatch(..))));
+        assert!(matches!(
+            totals(&shop(), [(usd, 1)]),
+            Err(MoneyError::CurrencyMismatch(..))
+        ));
     }
 
     proptest! {

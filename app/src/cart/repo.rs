@@ -13,9 +13,12 @@ use crate::{config::ShopConfig, error::ApiError, money::Money};
 /// expired or the token is wrong, and the client should start a new one.
 pub async fn find(conn: &mut PgConnection, owner: &CartOwner) -> Result<Option<Uuid>, ApiError> {
     match owner {
-        CartOwner::User(user_id) => {
-            Ok(sqlx::query_scalar!("SELECT id FROM carts WHERE user_id = $1", user_id).fetch_optional(conn).await?)
-        }
+        CartOwner::User(user_id) => Ok(sqlx::query_scalar!(
+            "SELECT id FROM carts WHERE user_id = $1",
+            user_id
+        )
+        .fetch_optional(conn)
+        .await?),
         CartOwner::Anonymous(hash) => {
             let id = sqlx::query_scalar!("SELECT id FROM carts WHERE token_hash = $1", hash)
                 .fetch_optional(conn)
@@ -37,19 +40,30 @@ pub async fn find_or_create(conn: &mut PgConnection, owner: &CartOwner) -> Resul
         )
         .fetch_one(conn)
         .await?),
-        CartOwner::Anonymous(_) => Ok(find(conn, owner).await?.expect("anonymous find is Some or 404")),
+        CartOwner::Anonymous(_) => Ok(find(conn, owner)
+            .await?
+            .expect("anonymous find is Some or 404")),
     }
 }
 
 pub async fn create_anonymous(conn: &mut PgConnection, token_hash: &[u8]) -> Result<(), ApiError> {
-    sqlx::query!("INSERT INTO carts (id, token_hash) VALUES ($1, $2)", Uuid::now_v7(), token_hash)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO carts (id, token_hash) VALUES ($1, $2)",
+        Uuid::now_v7(),
+        token_hash
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// Adds units of a variant for sale, keeping the line and cart limits.
-pub async fn add(conn: &mut PgConnection, cart_id: Uuid, variant_id: i64, quantity: i32) -> Result<(), ApiError> {
+pub async fn add(
+    conn: &mut PgConnection,
+    cart_id: Uuid,
+    variant_id: i64,
+    quantity: i32,
+) -> Result<(), ApiError> {
     let for_sale = sqlx::query_scalar!(
         r#"SELECT v.currency AS "currency!" FROM variants v JOIN products p ON p.id = v.product_id
            WHERE v.id = $1 AND v.active AND p.status = 'active'"#,
@@ -61,7 +75,9 @@ pub async fn add(conn: &mut PgConnection, cart_id: Uuid, variant_id: i64, quanti
         return Err(ApiError::invalid("/variant_id", "no such variant for sale"));
     }
     // Lock the cart so the line limit holds under concurrent adds.
-    sqlx::query!("SELECT id FROM carts WHERE id = $1 FOR UPDATE", cart_id).fetch_one(&mut *conn).await?;
+    sqlx::query!("SELECT id FROM carts WHERE id = $1 FOR UPDATE", cart_id)
+        .fetch_one(&mut *conn)
+        .await?;
     let existing = sqlx::query_scalar!(
         "SELECT quantity FROM cart_lines WHERE cart_id = $1 AND variant_id = $2",
         cart_id,
@@ -71,14 +87,23 @@ pub async fn add(conn: &mut PgConnection, cart_id: Uuid, variant_id: i64, quanti
     .await?;
     let new_quantity = existing.unwrap_or(0) + quantity;
     if new_quantity > MAX_QUANTITY {
-        return Err(ApiError::invalid("/quantity", format!("a line holds at most {MAX_QUANTITY} units")));
+        return Err(ApiError::invalid(
+            "/quantity",
+            format!("a line holds at most {MAX_QUANTITY} units"),
+        ));
     }
     if existing.is_none() {
-        let lines = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM cart_lines WHERE cart_id = $1"#, cart_id)
-            .fetch_one(&mut *conn)
-            .await?;
+        let lines = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!" FROM cart_lines WHERE cart_id = $1"#,
+            cart_id
+        )
+        .fetch_one(&mut *conn)
+        .await?;
         if lines >= MAX_LINES {
-            return Err(ApiError::conflict("cart_full", format!("a cart holds at most {MAX_LINES} lines")));
+            return Err(ApiError::conflict(
+                "cart_full",
+                format!("a cart holds at most {MAX_LINES} lines"),
+            ));
         }
     }
     sqlx::query!(
@@ -94,11 +119,20 @@ pub async fn add(conn: &mut PgConnection, cart_id: Uuid, variant_id: i64, quanti
 }
 
 /// Sets a line's quantity (0 removes it); 404 when the cart has no such line.
-pub async fn set_quantity(conn: &mut PgConnection, cart_id: Uuid, variant_id: i64, quantity: i32) -> Result<(), ApiError> {
+pub async fn set_quantity(
+    conn: &mut PgConnection,
+    cart_id: Uuid,
+    variant_id: i64,
+    quantity: i32,
+) -> Result<(), ApiError> {
     let changed = if quantity == 0 {
-        sqlx::query!("DELETE FROM cart_lines WHERE cart_id = $1 AND variant_id = $2", cart_id, variant_id)
-            .execute(&mut *conn)
-            .await?
+        sqlx::query!(
+            "DELETE FROM cart_lines WHERE cart_id = $1 AND variant_id = $2",
+            cart_id,
+            variant_id
+        )
+        .execute(&mut *conn)
+        .await?
     } else {
         sqlx::query!(
             "UPDATE cart_lines SET quantity = $3 WHERE cart_id = $1 AND variant_id = $2",
@@ -116,12 +150,16 @@ pub async fn set_quantity(conn: &mut PgConnection, cart_id: Uuid, variant_id: i6
 }
 
 pub async fn clear(conn: &mut PgConnection, cart_id: Uuid) -> Result<(), ApiError> {
-    sqlx::query!("DELETE FROM cart_lines WHERE cart_id = $1", cart_id).execute(&mut *conn).await?;
+    sqlx::query!("DELETE FROM cart_lines WHERE cart_id = $1", cart_id)
+        .execute(&mut *conn)
+        .await?;
     touch(conn, cart_id).await
 }
 
 async fn touch(conn: &mut PgConnection, cart_id: Uuid) -> Result<(), ApiError> {
-    sqlx::query!("UPDATE carts SET updated_at = now() WHERE id = $1", cart_id).execute(conn).await?;
+    sqlx::query!("UPDATE carts SET updated_at = now() WHERE id = $1", cart_id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -25,7 +25,10 @@ fn check_quantity(quantity: i32, min: i32) -> ApiResult<()> {
     if (min..=MAX_QUANTITY).contains(&quantity) {
         Ok(())
     } else {
-        Err(ApiError::invalid("/quantity", format!("must be {min} to {MAX_QUANTITY}")))
+        Err(ApiError::invalid(
+            "/quantity",
+            format!("must be {min} to {MAX_QUANTITY}"),
+        ))
     }
 }
 
@@ -81,11 +84,16 @@ pub async fn clear_cart(State(state): State<AppState>, owner: CartOwner) -> ApiR
     tag = "cart",
     responses((status = 201, body = AnonymousCart)),
 )]
-pub async fn create_anonymous_cart(State(state): State<AppState>) -> ApiResult<(StatusCode, Json<AnonymousCart>)> {
+pub async fn create_anonymous_cart(
+    State(state): State<AppState>,
+) -> ApiResult<(StatusCode, Json<AnonymousCart>)> {
     let (token, hash) = opaque_token();
     let mut conn = state.db.write.acquire().await?;
     repo::create_anonymous(&mut conn, &hash).await?;
-    Ok((StatusCode::CREATED, Json(AnonymousCart { cart_token: token })))
+    Ok((
+        StatusCode::CREATED,
+        Json(AnonymousCart { cart_token: token }),
+    ))
 }
 
 /// Add to the cart
@@ -108,7 +116,11 @@ pub async fn create_anonymous_cart(State(state): State<AppState>) -> ApiResult<(
     ),
     security((), ("bearer" = []))
 )]
-pub async fn add_line(State(state): State<AppState>, owner: CartOwner, Json(body): Json<AddLine>) -> ApiResult<Json<Cart>> {
+pub async fn add_line(
+    State(state): State<AppState>,
+    owner: CartOwner,
+    Json(body): Json<AddLine>,
+) -> ApiResult<Json<Cart>> {
     check_quantity(body.quantity, 1)?;
     let mut tx = state.db.write.begin().await?;
     let cart_id = repo::find_or_create(&mut tx, &owner).await?;
@@ -167,13 +179,24 @@ pub async fn set_quantity(
     ),
     security((), ("bearer" = []))
 )]
-pub async fn remove_line(State(state): State<AppState>, owner: CartOwner, Path(variant_id): Path<i64>) -> ApiResult<Json<Cart>> {
+pub async fn remove_line(
+    State(state): State<AppState>,
+    owner: CartOwner,
+    Path(variant_id): Path<i64>,
+) -> ApiResult<Json<Cart>> {
     change_line(&state, &owner, variant_id, 0).await
 }
 
-async fn change_line(state: &AppState, owner: &CartOwner, variant_id: i64, quantity: i32) -> ApiResult<Json<Cart>> {
+async fn change_line(
+    state: &AppState,
+    owner: &CartOwner,
+    variant_id: i64,
+    quantity: i32,
+) -> ApiResult<Json<Cart>> {
     let mut tx = state.db.write.begin().await?;
-    let cart_id = repo::find(&mut tx, owner).await?.ok_or(ApiError::NotFound("cart line"))?;
+    let cart_id = repo::find(&mut tx, owner)
+        .await?
+        .ok_or(ApiError::NotFound("cart line"))?;
     repo::set_quantity(&mut tx, cart_id, variant_id, quantity).await?;
     let lines = repo::lines(&mut tx, cart_id).await?;
     tx.commit().await?;

@@ -32,7 +32,10 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { cache_ttl_ms: 5000, cache_max_entries: 50_000 }
+        Self {
+            cache_ttl_ms: 5000,
+            cache_max_entries: 50_000,
+        }
     }
 }
 
@@ -51,12 +54,24 @@ impl Stored {
     async fn from_response(response: Response) -> Stored {
         let (parts, body) = response.into_parts();
         match axum::body::to_bytes(body, MAX_BODY).await {
-            Ok(body) => Stored { status: parts.status, content_type: parts.headers.get(header::CONTENT_TYPE).cloned(), body },
+            Ok(body) => Stored {
+                status: parts.status,
+                content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+                body,
+            },
             Err(_) => {
-                let error = crate::error::ApiError::internal(anyhow::anyhow!("a catalog response over {MAX_BODY} bytes"));
-                let body = serde_json::to_vec(&error.problem()).unwrap_or_default().into();
+                let error = crate::error::ApiError::internal(anyhow::anyhow!(
+                    "a catalog response over {MAX_BODY} bytes"
+                ));
+                let body = serde_json::to_vec(&error.problem())
+                    .unwrap_or_default()
+                    .into();
                 tracing::error!("a catalog response over {MAX_BODY} bytes");
-                Stored { status: error.status(), content_type: Some(HeaderValue::from_static("application/problem+json")), body }
+                Stored {
+                    status: error.status(),
+                    content_type: Some(HeaderValue::from_static("application/problem+json")),
+                    body,
+                }
             }
         }
     }
@@ -65,9 +80,13 @@ impl Stored {
         let mut response = Response::new(Body::from(self.body.clone()));
         *response.status_mut() = self.status;
         if let Some(content_type) = &self.content_type {
-            response.headers_mut().insert(header::CONTENT_TYPE, content_type.clone());
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type.clone());
         }
-        response.headers_mut().insert("x-cache", HeaderValue::from_static(outcome));
+        response
+            .headers_mut()
+            .insert("x-cache", HeaderValue::from_static(outcome));
         response
     }
 }
@@ -98,8 +117,14 @@ impl CatalogCache {
 
 /// Middleware of the catalog routes: serves anonymous GETs from the cache, and empties it
 /// after a successful write.
-pub async fn cache_public_reads(Extension(cache): Extension<CatalogCache>, request: Request, next: Next) -> Response {
-    let Some(entries) = &cache.entries else { return next.run(request).await };
+pub async fn cache_public_reads(
+    Extension(cache): Extension<CatalogCache>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(entries) = &cache.entries else {
+        return next.run(request).await;
+    };
     if request.method() != Method::GET {
         return invalidate_after(&cache, request, next).await;
     }
@@ -130,7 +155,11 @@ pub async fn cache_public_reads(Extension(cache): Extension<CatalogCache>, reque
 }
 
 /// Middleware of routes that change what catalog pages show (inventory).
-pub async fn invalidate_on_write(Extension(cache): Extension<CatalogCache>, request: Request, next: Next) -> Response {
+pub async fn invalidate_on_write(
+    Extension(cache): Extension<CatalogCache>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.method() == Method::GET {
         return next.run(request).await;
     }

@@ -15,14 +15,19 @@ pub async fn healthz() -> Json<Value> {
 /// Ready when the primary answers (and the read pool, when it is separate).
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let write = ping(&state.db.write).await;
-    let read = if state.db.read.connect_options().get_host() == state.db.write.connect_options().get_host()
+    let read = if state.db.read.connect_options().get_host()
+        == state.db.write.connect_options().get_host()
         && state.db.read.connect_options().get_port() == state.db.write.connect_options().get_port()
     {
         write
     } else {
         ping(&state.db.read).await
     };
-    let status = if write { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if write {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let word = |ok| if ok { "ok" } else { "unavailable" };
     let body = json!({
         "status": word(write),
@@ -33,5 +38,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 
 async fn ping(pool: &sqlx::PgPool) -> bool {
     let query = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool);
-    matches!(tokio::time::timeout(Duration::from_secs(2), query).await, Ok(Ok(1)))
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), query).await,
+        Ok(Ok(1))
+    )
 }

@@ -16,9 +16,14 @@ use crate::state::AppState;
 fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        let buckets = [
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
         PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Full("http_request_duration_seconds".into()), &buckets)
+            .set_buckets_for_metric(
+                Matcher::Full("http_request_duration_seconds".into()),
+                &buckets,
+            )
             .expect("buckets are not empty")
             .install_recorder()
             .expect("no other metrics recorder is installed")
@@ -36,9 +41,14 @@ pub async fn track(request: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().to_string();
     let response = next.run(request).await;
-    let labels = [("method", method), ("route", route), ("status", response.status().as_u16().to_string())];
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
     metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels[..2]).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", &labels[..2])
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
@@ -47,8 +57,13 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         let size = pool.size() as f64;
         let idle = pool.num_idle() as f64;
         metrics::gauge!("db_pool_connections", "pool" => name, "state" => "idle").set(idle);
-        metrics::gauge!("db_pool_connections", "pool" => name, "state" => "in_use").set(size - idle);
-        metrics::gauge!("db_pool_max_connections", "pool" => name).set(state.config.database.max_connections as f64);
+        metrics::gauge!("db_pool_connections", "pool" => name, "state" => "in_use")
+            .set(size - idle);
+        metrics::gauge!("db_pool_max_connections", "pool" => name)
+            .set(state.config.database.max_connections as f64);
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle().render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle().render(),
+    )
 }

@@ -15,8 +15,16 @@ use crate::error::ApiError;
 
 /// One span per request carrying its id, so every log line of the request can be found.
 pub fn request_span(request: &Request<Body>) -> tracing::Span {
-    let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("");
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+        .unwrap_or("");
     tracing::info_span!(
         "request",
         method = %request.method(),
@@ -26,7 +34,11 @@ pub fn request_span(request: &Request<Body>) -> tracing::Span {
     )
 }
 
-pub async fn timeout(State(limit): State<Duration>, request: Request, next: Next) -> axum::response::Response {
+pub async fn timeout(
+    State(limit): State<Duration>,
+    request: Request,
+    next: Next,
+) -> axum::response::Response {
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::Timeout(limit.as_millis() as u64).into_response(),

@@ -33,7 +33,10 @@ pub fn router(state: AppState) -> Router {
     let http = &state.config.http;
 
     let middleware = ServiceBuilder::new()
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
         .layer(Extension(state.catalog_cache.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(TraceLayer::new_for_http().make_span_with(middleware::request_span))
@@ -42,17 +45,26 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(cors(&http.cors_origins))
         .layer(DefaultBodyLimit::max(http.body_limit_bytes))
-        .layer(axum::middleware::from_fn_with_state(http.request_timeout(), middleware::timeout));
+        .layer(axum::middleware::from_fn_with_state(
+            http.request_timeout(),
+            middleware::timeout,
+        ));
 
     Router::new()
         .merge(api)
-        .route("/openapi.json", get(move || async move { axum::Json(spec.as_ref().clone()) }))
+        .route(
+            "/openapi.json",
+            get(move || async move { axum::Json(spec.as_ref().clone()) }),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::bad_request("method_not_allowed", "this method is not allowed on this path")
+            ApiError::bad_request(
+                "method_not_allowed",
+                "this method is not allowed on this path",
+            )
         })
         .layer(middleware)
         .with_state(state)
@@ -62,7 +74,13 @@ fn cors(origins: &[String]) -> CorsLayer {
     let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

@@ -16,7 +16,10 @@ pub struct Allocation {
 }
 
 fn out_of_stock(variant_id: i64) -> ApiError {
-    ApiError::conflict("out_of_stock", format!("not enough stock for variant {variant_id}"))
+    ApiError::conflict(
+        "out_of_stock",
+        format!("not enough stock for variant {variant_id}"),
+    )
 }
 
 /// Reserves `quantity` units of a variant for an order, from the warehouses with the most
@@ -59,8 +62,22 @@ pub async fn reserve(
         )
         .execute(&mut *conn)
         .await?;
-        let allocation = Allocation { variant_id, warehouse_id: candidate.warehouse_id, quantity: take };
-        record(&mut *conn, &allocation, "reserve", 0, take, Some(order_id), None, None).await?;
+        let allocation = Allocation {
+            variant_id,
+            warehouse_id: candidate.warehouse_id,
+            quantity: take,
+        };
+        record(
+            &mut *conn,
+            &allocation,
+            "reserve",
+            0,
+            take,
+            Some(order_id),
+            None,
+            None,
+        )
+        .await?;
         needed -= allocation.quantity;
         allocations.push(allocation);
     }
@@ -68,7 +85,11 @@ pub async fn reserve(
 }
 
 /// Reserved units leave stock (the order was paid).
-pub async fn commit(conn: &mut PgConnection, order_id: Uuid, allocations: &[Allocation]) -> Result<(), ApiError> {
+pub async fn commit(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    allocations: &[Allocation],
+) -> Result<(), ApiError> {
     for a in allocations {
         sqlx::query!(
             "UPDATE stock SET on_hand = on_hand - $3, reserved = reserved - $3, updated_at = now()
@@ -79,13 +100,27 @@ pub async fn commit(conn: &mut PgConnection, order_id: Uuid, allocations: &[Allo
         )
         .execute(&mut *conn)
         .await?;
-        record(&mut *conn, a, "commit", -a.quantity, -a.quantity, Some(order_id), None, None).await?;
+        record(
+            &mut *conn,
+            a,
+            "commit",
+            -a.quantity,
+            -a.quantity,
+            Some(order_id),
+            None,
+            None,
+        )
+        .await?;
     }
     Ok(())
 }
 
 /// Reserved units become available again (an unpaid order was cancelled).
-pub async fn release(conn: &mut PgConnection, order_id: Uuid, allocations: &[Allocation]) -> Result<(), ApiError> {
+pub async fn release(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    allocations: &[Allocation],
+) -> Result<(), ApiError> {
     for a in allocations {
         sqlx::query!(
             "UPDATE stock SET reserved = reserved - $3, updated_at = now()
@@ -96,7 +131,17 @@ pub async fn release(conn: &mut PgConnection, order_id: Uuid, allocations: &[All
         )
         .execute(&mut *conn)
         .await?;
-        record(&mut *conn, a, "release", 0, -a.quantity, Some(order_id), None, None).await?;
+        record(
+            &mut *conn,
+            a,
+            "release",
+            0,
+            -a.quantity,
+            Some(order_id),
+            None,
+            None,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -109,7 +154,17 @@ pub async fn return_to_stock(
 ) -> Result<(), ApiError> {
     for a in allocations {
         restock_row(&mut *conn, a.variant_id, a.warehouse_id, a.quantity).await?;
-        record(&mut *conn, a, "restock", a.quantity, 0, Some(order_id), None, Some("order refunded")).await?;
+        record(
+            &mut *conn,
+            a,
+            "restock",
+            a.quantity,
+            0,
+            Some(order_id),
+            None,
+            Some("order refunded"),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -127,8 +182,22 @@ pub async fn restock(
         return Err(ApiError::invalid("/quantity", "must be at least 1"));
     }
     restock_row(&mut *conn, variant_id, warehouse_id, quantity).await?;
-    let a = Allocation { variant_id, warehouse_id, quantity };
-    record(&mut *conn, &a, "restock", quantity, 0, None, Some(actor), reason).await
+    let a = Allocation {
+        variant_id,
+        warehouse_id,
+        quantity,
+    };
+    record(
+        &mut *conn,
+        &a,
+        "restock",
+        quantity,
+        0,
+        None,
+        Some(actor),
+        reason,
+    )
+    .await
 }
 
 /// Staff correct the count (breakage, a stocktake): `delta` may be negative, but on-hand
@@ -170,11 +239,30 @@ pub async fn adjust(
             ),
         });
     }
-    let a = Allocation { variant_id, warehouse_id, quantity: delta };
-    record(&mut *conn, &a, "adjust", delta, 0, None, Some(actor), Some(reason)).await
+    let a = Allocation {
+        variant_id,
+        warehouse_id,
+        quantity: delta,
+    };
+    record(
+        &mut *conn,
+        &a,
+        "adjust",
+        delta,
+        0,
+        None,
+        Some(actor),
+        Some(reason),
+    )
+    .await
 }
 
-async fn restock_row(conn: &mut PgConnection, variant_id: i64, warehouse_id: i64, quantity: i32) -> Result<(), ApiError> {
+async fn restock_row(
+    conn: &mut PgConnection,
+    variant_id: i64,
+    warehouse_id: i64,
+    quantity: i32,
+) -> Result<(), ApiError> {
     sqlx::query!(
         "INSERT INTO stock (variant_id, warehouse_id, on_hand) VALUES ($1, $2, $3)
          ON CONFLICT (variant_id, warehouse_id)
@@ -186,7 +274,9 @@ async fn restock_row(conn: &mut PgConnection, variant_id: i64, warehouse_id: i64
     .execute(&mut *conn)
     .await
     .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => ApiError::NotFound("variant or warehouse"),
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            ApiError::NotFound("variant or warehouse")
+        }
         _ => e.into(),
     })?;
     Ok(())

@@ -19,5 +19,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::movements))
         .routes(routes!(routes::list_warehouses, routes::create_warehouse))
         // Stock shows on product pages: a change here empties the catalog cache.
-        .layer(axum::middleware::from_fn(crate::catalog::cache::invalidate_on_write))
+        .layer(axum::middleware::from_fn(
+            crate::catalog::cache::invalidate_on_write,
+        ))
 }

@@ -26,8 +26,15 @@ pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
-    let bad = || ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters");
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )
+    };
     let key = value.to_str().map_err(|_| bad())?;
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad());
@@ -40,13 +47,24 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 fn request_hash(body: &CheckoutRequest, cart: &[(i64, i32)]) -> Vec<u8> {
     let mut cart = cart.to_vec();
     cart.sort_unstable();
-    let lines: Vec<String> = cart.iter().map(|(variant, quantity)| format!("{variant}x{quantity}")).collect();
-    let canonical = format!("v2|{:?}|{:?}|{}", body.shipping_address_id, body.billing_address_id, lines.join(","));
+    let lines: Vec<String> = cart
+        .iter()
+        .map(|(variant, quantity)| format!("{variant}x{quantity}"))
+        .collect();
+    let canonical = format!(
+        "v2|{:?}|{:?}|{}",
+        body.shipping_address_id,
+        body.billing_address_id,
+        lines.join(",")
+    );
     Sha256::digest(canonical.as_bytes()).to_vec()
 }
 
 fn cart_of(lines: &[PricedLine]) -> Vec<(i64, i32)> {
-    lines.iter().map(|l| (l.line.variant_id, l.line.quantity)).collect()
+    lines
+        .iter()
+        .map(|l| (l.line.variant_id, l.line.quantity))
+        .collect()
 }
 
 /// Place an order
@@ -88,9 +106,12 @@ pub async fn checkout(
 
     // The cart lock serializes checkouts of one user, so a request repeated with the same key
     // waits for the first and then finds its order below.
-    let cart_id = sqlx::query_scalar!("SELECT id FROM carts WHERE user_id = $1 FOR UPDATE", user.id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let cart_id = sqlx::query_scalar!(
+        "SELECT id FROM carts WHERE user_id = $1 FOR UPDATE",
+        user.id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     let lines = match cart_id {
         Some(cart_id) => cart::repo::lines(&mut tx, cart_id).await?,
         None => Vec::new(),
@@ -106,11 +127,17 @@ pub async fn checkout(
     if let Some(gone) = lines.iter().find(|l| !l.for_sale) {
         return Err(ApiError::conflict(
             "item_unavailable",
-            format!("{} is no longer for sale; remove it from the cart", gone.line.sku),
+            format!(
+                "{} is no longer for sale; remove it from the cart",
+                gone.line.sku
+            ),
         ));
     }
     let (shipping, billing) = addresses(&mut tx, user.id, &body).await?;
-    let totals = cart::pricing::totals(&state.config.shop, lines.iter().map(|l| (l.line.unit_price, l.line.quantity)))?;
+    let totals = cart::pricing::totals(
+        &state.config.shop,
+        lines.iter().map(|l| (l.line.unit_price, l.line.quantity)),
+    )?;
 
     let order_id = Uuid::now_v7();
     let inserted = sqlx::query_scalar!(
@@ -152,14 +179,20 @@ pub async fn checkout(
     .execute(&mut *tx)
     .await?;
     cart::repo::clear(&mut tx, cart_id.expect("lines come from a cart")).await?;
-    let order = repo::load(&mut tx, order_id).await?.expect("the order was just inserted");
+    let order = repo::load(&mut tx, order_id)
+        .await?
+        .expect("the order was just inserted");
     tx.commit().await?;
     Ok((StatusCode::CREATED, HeaderMap::new(), Json(order)))
 }
 
 /// Reserves every line (in variant order, so concurrent checkouts lock stock rows in the same
 /// order and never deadlock) and records where the units were reserved.
-async fn reserve_lines(conn: &mut PgConnection, order_id: Uuid, lines: &[PricedLine]) -> ApiResult<()> {
+async fn reserve_lines(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    lines: &[PricedLine],
+) -> ApiResult<()> {
     let mut sorted: Vec<&PricedLine> = lines.iter().collect();
     sorted.sort_by_key(|l| l.line.variant_id);
     for l in sorted {
@@ -218,7 +251,9 @@ async fn replay(
             "this Idempotency-Key was used for a different request",
         ));
     }
-    let order = repo::load(conn, first.id).await?.ok_or(ApiError::NotFound("order"))?;
+    let order = repo::load(conn, first.id)
+        .await?
+        .ok_or(ApiError::NotFound("order"))?;
     let mut headers = HeaderMap::new();
     headers.insert(REPLAYED, HeaderValue::from_static("true"));
     Ok(Some((StatusCode::CREATED, headers, Json(order))))
@@ -233,7 +268,10 @@ async fn ordered_cart(conn: &mut PgConnection, order_id: Uuid) -> ApiResult<Vec<
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.variant_id, r.quantity)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.variant_id, r.quantity))
+        .collect())
 }
 
 async fn addresses(
@@ -243,16 +281,20 @@ async fn addresses(
 ) -> ApiResult<(AddressSnapshot, AddressSnapshot)> {
     let shipping = match body.shipping_address_id {
         Some(id) => load_address(conn, user_id, id).await?,
-        None => default_address(conn, user_id, AddressKind::Shipping).await?.ok_or_else(|| {
-            ApiError::unprocessable(
-                "address_required",
-                "give shipping_address_id, or set a default shipping address",
-            )
-        })?,
+        None => default_address(conn, user_id, AddressKind::Shipping)
+            .await?
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "address_required",
+                    "give shipping_address_id, or set a default shipping address",
+                )
+            })?,
     };
     let billing = match body.billing_address_id {
         Some(id) => load_address(conn, user_id, id).await?,
-        None => default_address(conn, user_id, AddressKind::Billing).await?.unwrap_or_else(|| shipping.clone()),
+        None => default_address(conn, user_id, AddressKind::Billing)
+            .await?
+            .unwrap_or_else(|| shipping.clone()),
     };
     Ok((shipping, billing))
 }

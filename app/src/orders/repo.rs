@@ -40,7 +40,8 @@ pub async fn load(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Orde
     .await?;
     let money = |minor| Money::from_db(minor, &o.currency);
     let address = |value: serde_json::Value| {
-        serde_json::from_value::<AddressSnapshot>(value).map_err(|e| ApiError::internal(anyhow::anyhow!("stored address: {e}")))
+        serde_json::from_value::<AddressSnapshot>(value)
+            .map_err(|e| ApiError::internal(anyhow::anyhow!("stored address: {e}")))
     };
     Ok(Some(Order {
         id: o.id,
@@ -69,14 +70,24 @@ pub async fn load(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Orde
         updated_at: o.updated_at,
         history: history
             .into_iter()
-            .map(|h| StatusChange { from: h.from_status, to: h.to_status, reason: h.reason, at: h.created_at })
+            .map(|h| StatusChange {
+                from: h.from_status,
+                to: h.to_status,
+                reason: h.reason,
+                at: h.created_at,
+            })
             .collect(),
     }))
 }
 
 /// The order if `user_id` may see it: its owner, or staff. Others get 404, as if it did
 /// not exist.
-pub async fn load_visible(conn: &mut PgConnection, order_id: Uuid, user_id: Uuid, staff: bool) -> Result<Order, ApiError> {
+pub async fn load_visible(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    user_id: Uuid,
+    staff: bool,
+) -> Result<Order, ApiError> {
     load(conn, order_id)
         .await?
         .filter(|order| staff || order.user_id == user_id)
@@ -91,12 +102,21 @@ pub struct After {
 
 impl After {
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.created_at.unix_timestamp_nanos(), self.id))
+        URL_SAFE_NO_PAD.encode(format!(
+            "{}:{}",
+            self.created_at.unix_timestamp_nanos(),
+            self.id
+        ))
     }
 
     pub fn decode(cursor: &str) -> Result<Self, ApiError> {
-        let invalid = || ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave out");
-        let text = URL_SAFE_NO_PAD.decode(cursor).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(invalid)?;
+        let invalid =
+            || ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave out");
+        let text = URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(invalid)?;
         let (nanos, id) = text.split_once(':').ok_or_else(invalid)?;
         let nanos: i128 = nanos.parse().map_err(|_| invalid())?;
         Ok(After {

@@ -51,7 +51,13 @@ pub async fn list_orders(
     let mut items = repo::list(&mut conn, owner, query.status, after, limit + 1).await?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        items.last().map(|o| After { created_at: o.created_at, id: o.id }.encode())
+        items.last().map(|o| {
+            After {
+                created_at: o.created_at,
+                id: o.id,
+            }
+            .encode()
+        })
     } else {
         None
     };
@@ -74,9 +80,15 @@ pub async fn list_orders(
     ),
     security(("bearer" = []))
 )]
-pub async fn get_order(State(state): State<AppState>, user: AuthUser, Path(id): Path<Uuid>) -> ApiResult<Json<Order>> {
+pub async fn get_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Order>> {
     let mut conn = state.db.write.acquire().await?;
-    Ok(Json(repo::load_visible(&mut conn, id, user.id, user.is_staff()).await?))
+    Ok(Json(
+        repo::load_visible(&mut conn, id, user.id, user.is_staff()).await?,
+    ))
 }
 
 /// Cancel an order
@@ -97,14 +109,29 @@ pub async fn get_order(State(state): State<AppState>, user: AuthUser, Path(id): 
     ),
     security(("bearer" = []))
 )]
-pub async fn cancel_order(State(state): State<AppState>, user: AuthUser, Path(id): Path<Uuid>) -> ApiResult<Json<Order>> {
+pub async fn cancel_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Order>> {
     let mut tx = state.db.write.begin().await?;
-    let owner = sqlx::query_scalar!("SELECT user_id FROM orders WHERE id = $1", id).fetch_optional(&mut *tx).await?;
+    let owner = sqlx::query_scalar!("SELECT user_id FROM orders WHERE id = $1", id)
+        .fetch_optional(&mut *tx)
+        .await?;
     if owner != Some(user.id) {
         return Err(ApiError::NotFound("order"));
     }
-    transition(&mut tx, id, OrderStatus::Cancelled, Some(user.id), Some("cancelled by the customer")).await?;
-    let order = repo::load(&mut tx, id).await?.ok_or(ApiError::NotFound("order"))?;
+    transition(
+        &mut tx,
+        id,
+        OrderStatus::Cancelled,
+        Some(user.id),
+        Some("cancelled by the customer"),
+    )
+    .await?;
+    let order = repo::load(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("order"))?;
     tx.commit().await?;
     Ok(Json(order))
 }
@@ -140,12 +167,25 @@ pub async fn set_status(
     Path(id): Path<Uuid>,
     Json(body): Json<StatusRequest>,
 ) -> ApiResult<Json<Order>> {
-    if body.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+    if body
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > 500)
+    {
         return Err(ApiError::invalid("/reason", "at most 500 characters"));
     }
     let mut tx = state.db.write.begin().await?;
-    transition(&mut tx, id, body.status, Some(staff.id), body.reason.as_deref()).await?;
-    let order = repo::load(&mut tx, id).await?.ok_or(ApiError::NotFound("order"))?;
+    transition(
+        &mut tx,
+        id,
+        body.status,
+        Some(staff.id),
+        body.reason.as_deref(),
+    )
+    .await?;
+    let order = repo::load(&mut tx, id)
+        .await?
+        .ok_or(ApiError::NotFound("order"))?;
     tx.commit().await?;
     Ok(Json(order))
 }

@@ -41,7 +41,9 @@ pub async fn transition(
         match effect {
             StockEffect::Commit => ledger::commit(&mut *conn, order_id, &allocations).await?,
             StockEffect::Release => ledger::release(&mut *conn, order_id, &allocations).await?,
-            StockEffect::Restock => ledger::return_to_stock(&mut *conn, order_id, &allocations).await?,
+            StockEffect::Restock => {
+                ledger::return_to_stock(&mut *conn, order_id, &allocations).await?
+            }
             StockEffect::None => {}
         }
     }
@@ -68,7 +70,10 @@ pub async fn transition(
 }
 
 /// The warehouse allocations recorded on the order's items at checkout.
-pub async fn allocations(conn: &mut PgConnection, order_id: Uuid) -> Result<Vec<Allocation>, ApiError> {
+pub async fn allocations(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Vec<Allocation>, ApiError> {
     let rows = sqlx::query!(
         "SELECT variant_id, warehouse_id, quantity FROM order_items WHERE order_id = $1 ORDER BY variant_id, warehouse_id",
         order_id
@@ -77,6 +82,10 @@ pub async fn allocations(conn: &mut PgConnection, order_id: Uuid) -> Result<Vec<
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| Allocation { variant_id: r.variant_id, warehouse_id: r.warehouse_id, quantity: r.quantity })
+        .map(|r| Allocation {
+            variant_id: r.variant_id,
+            warehouse_id: r.warehouse_id,
+            quantity: r.quantity,
+        })
         .collect())
 }

@@ -6,12 +6,20 @@ use crate::error::{ApiError, FieldError};
 
 /// The card was refused before it was stored.
 pub fn invalid_card(field: FieldError) -> ApiError {
-    ApiError::Unprocessable { code: "invalid_card", detail: "the card was rejected".into(), errors: vec![field] }
+    ApiError::Unprocessable {
+        code: "invalid_card",
+        detail: "the card was rejected".into(),
+        errors: vec![field],
+    }
 }
 
 /// The webhook signature is missing, malformed or does not match the body.
 pub fn invalid_signature(detail: &'static str) -> ApiError {
-    ApiError::AuthFailed { code: "invalid_signature", detail, challenge: "Shop-Signature" }
+    ApiError::AuthFailed {
+        code: "invalid_signature",
+        detail,
+        challenge: "Shop-Signature",
+    }
 }
 
 /// The webhook signature matches, but its timestamp is outside the tolerance.

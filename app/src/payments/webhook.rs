@@ -132,9 +132,7 @@ pub async fn receive_webhook(
 ) -> ApiResult<Json<WebhookAck>> {
     let header = headers
         .get(SIGNATURE_HEADER)
-        .ok_or(invalid_signature(
-            "the Shop-Signature header is missing",
-        ))?
+        .ok_or(invalid_signature("the Shop-Signature header is missing"))?
         .to_str()
         .map_err(|_| invalid_signature("the Shop-Signature header is not text"))?;
     let secret = state
@@ -152,12 +150,8 @@ pub async fn receive_webhook(
         state.config.payments.webhook_tolerance_s,
     )
     .map_err(|error| match error {
-        SignatureError::Malformed => {
-            invalid_signature("the Shop-Signature header is malformed")
-        }
-        SignatureError::Mismatch => {
-            invalid_signature("the signature does not match the body")
-        }
+        SignatureError::Malformed => invalid_signature("the Shop-Signature header is malformed"),
+        SignatureError::Mismatch => invalid_signature("the signature does not match the body"),
         SignatureError::Stale => stale_signature(),
     })?;
 

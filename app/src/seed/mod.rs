@@ -22,7 +22,12 @@ const LOCK_KEY: i64 = 0x5eed;
 /// Seeds the database and returns a one-line summary. The demo accounts get `password`, the
 /// one the operator chose; with none, no accounts are made (a password written in the
 /// source would be known to everyone).
-pub async fn run(db: &Db, config: &Config, products: u32, password: Option<&str>) -> anyhow::Result<String> {
+pub async fn run(
+    db: &Db,
+    config: &Config,
+    products: u32,
+    password: Option<&str>,
+) -> anyhow::Result<String> {
     let started = Instant::now();
     let password = password.filter(|p| !p.is_empty()).map(str::to_owned);
     // Hashing is slow on purpose; do it before holding any lock.

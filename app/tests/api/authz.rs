@@ -104,7 +104,12 @@ fn declared(operation: &Value) -> Option<Access> {
     let roles: Vec<Vec<String>> = requirements
         .iter()
         .map(|r| match r.get("bearer") {
-            Some(scopes) => scopes.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect(),
+            Some(scopes) => scopes
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect(),
             None => vec!["<anonymous>".to_owned()],
         })
         .collect();
@@ -130,8 +135,14 @@ fn operations(spec: &Value) -> Vec<(String, String, Value)> {
 #[test]
 fn the_matrix_lists_every_operation_with_its_declared_security() {
     let spec = serde_json::to_value(shop::openapi::spec()).unwrap();
-    let documented: BTreeSet<(String, String)> = operations(&spec).into_iter().map(|(m, p, _)| (m, p)).collect();
-    let listed: BTreeSet<(String, String)> = MATRIX.iter().map(|(m, p, _)| (m.to_string(), p.to_string())).collect();
+    let documented: BTreeSet<(String, String)> = operations(&spec)
+        .into_iter()
+        .map(|(m, p, _)| (m, p))
+        .collect();
+    let listed: BTreeSet<(String, String)> = MATRIX
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
     assert_eq!(
         documented.difference(&listed).collect::<Vec<_>>(),
         Vec::<&(String, String)>::new(),
@@ -143,10 +154,18 @@ fn the_matrix_lists_every_operation_with_its_declared_security() {
         "matrix rows for operations that do not exist"
     );
     for (method, path, operation) in operations(&spec) {
-        let expected = MATRIX.iter().find(|(m, p, _)| *m == method && *p == path).unwrap().2;
+        let expected = MATRIX
+            .iter()
+            .find(|(m, p, _)| *m == method && *p == path)
+            .unwrap()
+            .2;
         let declared = declared(&operation);
         let expected_declared = if expected == Signed { Public } else { expected };
-        assert_eq!(declared, Some(expected_declared), "{method} {path}: declared security differs");
+        assert_eq!(
+            declared,
+            Some(expected_declared),
+            "{method} {path}: declared security differs"
+        );
     }
 }
 
@@ -177,11 +196,19 @@ async fn every_operation_answers_each_kind_of_caller_as_the_matrix_says() {
     let spec = serde_json::to_value(shop::openapi::spec()).unwrap();
     let mut failures = Vec::new();
     for (method, path, operation) in operations(&spec) {
-        let access = MATRIX.iter().find(|(m, p, _)| *m == method && *p == path).map(|r| r.2).unwrap_or(Public);
+        let access = MATRIX
+            .iter()
+            .find(|(m, p, _)| *m == method && *p == path)
+            .map(|r| r.2)
+            .unwrap_or(Public);
         let url = concrete(&path, &operation);
         let body = matches!(method.as_str(), "POST" | "PUT" | "PATCH").then(|| json!({}));
         let method = Method::from_bytes(method.as_bytes()).unwrap();
-        for (who, token) in [("anonymous", None), ("customer", Some(customer.token.as_str())), ("staff", Some(staff.token.as_str()))] {
+        for (who, token) in [
+            ("anonymous", None),
+            ("customer", Some(customer.token.as_str())),
+            ("staff", Some(staff.token.as_str())),
+        ] {
             let (status, problem) = app.call(method.clone(), &url, token, body.clone()).await;
             let expected: Option<StatusCode> = match (access, who) {
                 (User | Staff | Signed | CartHolder, "anonymous") => Some(StatusCode::UNAUTHORIZED),
@@ -200,5 +227,9 @@ async fn every_operation_answers_each_kind_of_caller_as_the_matrix_says() {
             }
         }
     }
-    assert!(failures.is_empty(), "authorization matrix violations:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "authorization matrix violations:\n{}",
+        failures.join("\n")
+    );
 }

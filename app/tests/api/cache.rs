@@ -9,7 +9,11 @@ use crate::harness::TestApp;
 async fn get(app: &TestApp, path: &str) -> (StatusCode, String, serde_json::Value) {
     let response = app.client.get(app.url(path)).send().await.unwrap();
     let status = response.status();
-    let outcome = response.headers().get("x-cache").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let outcome = response
+        .headers()
+        .get("x-cache")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
     (status, outcome, response.json().await.unwrap())
 }
 
@@ -25,22 +29,44 @@ async fn reads_are_reused_until_a_write_or_the_ttl() {
     assert_eq!(again, first);
 
     // A change behind the app's back is not seen while cached...
-    sqlx::query("UPDATE products SET name = 'Renamed in SQL' WHERE id = $1").bind(sku.product_id).execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE products SET name = 'Renamed in SQL' WHERE id = $1")
+        .bind(sku.product_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(get(&app, &path).await.2["name"], first["name"]);
     // ...but a write through the API empties the cache.
     let staff = app.staff().await;
-    let (status, _) =
-        app.call(Method::PATCH, &path, Some(&staff.token), Some(json!({ "name": "Renamed by staff" }))).await;
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&staff.token),
+            Some(json!({ "name": "Renamed by staff" })),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (_, outcome, fresh) = get(&app, &path).await;
-    assert_eq!((outcome.as_str(), fresh["name"].as_str()), ("MISS", Some("Renamed by staff")));
+    assert_eq!(
+        (outcome.as_str(), fresh["name"].as_str()),
+        ("MISS", Some("Renamed by staff"))
+    );
 
     // With a token, the cache is not used at all.
-    let response = app.client.get(app.url(&path)).bearer_auth(&staff.token).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url(&path))
+        .bearer_auth(&staff.token)
+        .send()
+        .await
+        .unwrap();
     assert!(response.headers().get("x-cache").is_none());
     // Errors other than 404 are not kept.
     let (status, outcome, _) = get(&app, "/api/v1/products?limit=0").await;
-    assert_eq!((status, outcome.as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "BYPASS"));
+    assert_eq!(
+        (status, outcome.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "BYPASS")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +89,10 @@ async fn concurrent_misses_make_one_query() {
             let request = app.client.get(app.url("/api/v1/products?limit=20"));
             tokio::spawn(async move {
                 let response = request.send().await.unwrap();
-                (response.status(), response.headers()["x-cache"].to_str().unwrap().to_owned())
+                (
+                    response.status(),
+                    response.headers()["x-cache"].to_str().unwrap().to_owned(),
+                )
             })
         })
         .collect();

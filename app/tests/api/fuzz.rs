@@ -9,7 +9,9 @@ use crate::harness::TestApp;
 fn schemathesis() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+        });
     let venv = cache.join("shopctl/venv/bin/schemathesis");
     if venv.is_file() {
         return venv;
@@ -55,7 +57,10 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
     let text = String::from_utf8_lossy(&output.stdout);
     // The summary (operations, test cases, checks) goes to the test log either way.
     let summary: Vec<&str> = text.lines().rev().take(25).collect();
-    eprintln!("{}", summary.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    eprintln!(
+        "{}",
+        summary.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
     assert!(
         output.status.success(),
         "schemathesis found problems:\n{text}\n{}",

@@ -35,16 +35,30 @@ fn pg_bin(name: &str) -> PathBuf {
         return path;
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|dirs| dirs.flatten().map(|d| d.path().join("bin").join(name)).filter(|p| p.is_file()).collect())
+        .map(|dirs| {
+            dirs.flatten()
+                .map(|d| d.path().join("bin").join(name))
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort_by_key(|p| {
-        p.components().nth(3).and_then(|c| c.as_os_str().to_str()?.parse::<u32>().ok()).unwrap_or(0)
+        p.components()
+            .nth(3)
+            .and_then(|c| c.as_os_str().to_str()?.parse::<u32>().ok())
+            .unwrap_or(0)
     });
-    versions.pop().unwrap_or_else(|| panic!("PostgreSQL's {name} not found; run: bash tests/tools.sh"))
+    versions
+        .pop()
+        .unwrap_or_else(|| panic!("PostgreSQL's {name} not found; run: bash tests/tools.sh"))
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// PostgreSQL refuses to run as root; as root we run it as the `postgres` account.
@@ -55,7 +69,10 @@ fn as_postgres(command: &mut Command, dir: &Path) {
     }
     let user = std::ffi::CString::new("postgres").unwrap();
     let pw = unsafe { libc::getpwnam(user.as_ptr()) };
-    assert!(!pw.is_null(), "running as root needs a `postgres` account (Debian's postgresql package makes it)");
+    assert!(
+        !pw.is_null(),
+        "running as root needs a `postgres` account (Debian's postgresql package makes it)"
+    );
     let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
     let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
     unsafe { libc::chown(c_dir.as_ptr(), uid, gid) };
@@ -82,15 +99,39 @@ fn die_with_parent(command: &mut Command) {
 
 impl PgServer {
     fn start() -> PgServer {
-        let dir = tempfile::Builder::new().prefix("shop-test-pg").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("shop-test-pg")
+            .tempdir()
+            .unwrap();
         // Permissions: the postgres account must reach the directory.
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
         let data = dir.path().join("data");
         let mut initdb = Command::new(pg_bin("initdb"));
-        initdb.args(["-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--locale", "C", "-D"]).arg(&data);
+        initdb
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale",
+                "C",
+                "-D",
+            ])
+            .arg(&data);
         as_postgres(&mut initdb, dir.path());
         let out = initdb.output().expect("running initdb");
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
 
         let port = free_port();
         let mut postgres = Command::new(pg_bin("postgres"));
@@ -99,7 +140,14 @@ impl PgServer {
             .arg(&data)
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k", ""])
             // Durability is not under test here; speed is welcome.
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
             .args(["-c", "max_connections=400", "-c", "shared_buffers=128MB"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -109,10 +157,17 @@ impl PgServer {
 
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "postgres did not start listening within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not start listening within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        PgServer { port, _dir: dir, _child: child }
+        PgServer {
+            port,
+            _dir: dir,
+            _child: child,
+        }
     }
 
     pub fn url(&self, database: &str) -> String {
@@ -160,12 +215,21 @@ fn prepare_template(server: &PgServer) {
     let url = server.url("postgres");
     let template = server.url(TEMPLATE);
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let admin = PgPool::connect(&url).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE {TEMPLATE}")).execute(&admin).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {TEMPLATE}"))
+                .execute(&admin)
+                .await
+                .unwrap();
             let pool = PgPool::connect(&template).await.unwrap();
-            Db::single(pool.clone()).migrate().await.expect("migrations apply to an empty database");
+            Db::single(pool.clone())
+                .migrate()
+                .await
+                .expect("migrations apply to an empty database");
             pool.close().await;
             admin.close().await;
         });
@@ -177,38 +241,50 @@ fn prepare_template(server: &PgServer) {
 /// A fresh database, copied from the migrated template.
 pub async fn database() -> (String, PgPool) {
     // CREATE DATABASE ... TEMPLATE refuses to run while another copy is being made.
-    static CREATE: Mutex<()> = Mutex::new(());
+    static CREATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let server = server();
     let name = format!("test_{}", Uuid::new_v4().simple());
-    let admin = PgPoolOptions::new().max_connections(1).connect(&server.url("postgres")).await.unwrap();
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&server.url("postgres"))
+        .await
+        .unwrap();
     {
-        let _guard = tokio::task::block_in_place(|| CREATE.lock().unwrap());
-        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}")).execute(&admin).await.unwrap();
+        let _guard = CREATE.lock().await;
+        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+            .execute(&admin)
+            .await
+            .unwrap();
     }
     admin.close().await;
     let url = server.url(&name);
-    let pool = PgPoolOptions::new().max_connections(10).connect(&url).await.unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .connect(&url)
+        .await
+        .unwrap();
     (url, pool)
 }
 
 /// Configuration for a test app: cheap password hashing, random secrets.
 pub fn config(database_url: &str) -> Config {
     std::env::remove_var("APP_CONFIG");
-    let figment = figment::Figment::new()
-        .merge(figment::providers::Serialized::defaults(json!({
-            "http": { "bind": "127.0.0.1:0", "cors_origins": ["https://shop.example"] },
-            "database": { "url": database_url, "max_connections": 40 },
-            "auth": {
-                "jwt_secret": format!("test-secret-{}", Uuid::new_v4()),
-                "argon2": { "memory_kib": 1024, "iterations": 1, "parallelism": 1 },
-            },
-            "payments": { "webhook_secret": WEBHOOK_SECRET },
-            "log": { "format": "json", "filter": "warn" },
-            // Off, so tests see their writes at once; tests of the cache turn it on.
-            "catalog": { "cache_ttl_ms": 0 },
-        })));
+    let figment = figment::Figment::new().merge(figment::providers::Serialized::defaults(json!({
+        "http": { "bind": "127.0.0.1:0", "cors_origins": ["https://shop.example"] },
+        "database": { "url": database_url, "max_connections": 40 },
+        "auth": {
+            "jwt_secret": format!("test-secret-{}", Uuid::new_v4()),
+            "argon2": { "memory_kib": 1024, "iterations": 1, "parallelism": 1 },
+        },
+        "payments": { "webhook_secret": WEBHOOK_SECRET },
+        "log": { "format": "json", "filter": "warn" },
+        // Off, so tests see their writes at once; tests of the cache turn it on.
+        "catalog": { "cache_ttl_ms": 0 },
+    })));
     let mut config: Config = figment.extract().unwrap();
-    config.http = figment::Figment::from(figment::providers::Serialized::defaults(&config.http)).extract().unwrap();
+    config.http = figment::Figment::from(figment::providers::Serialized::defaults(&config.http))
+        .extract()
+        .unwrap();
     config
 }
 
@@ -234,7 +310,10 @@ impl TestApp {
     }
 
     /// With the configuration and then the state adjusted (another payment gateway, say).
-    pub async fn spawn_with_state(adjust: impl FnOnce(&mut Config), adjust_state: impl FnOnce(&mut AppState)) -> TestApp {
+    pub async fn spawn_with_state(
+        adjust: impl FnOnce(&mut Config),
+        adjust_state: impl FnOnce(&mut AppState),
+    ) -> TestApp {
         let (url, pool) = database().await;
         let mut config = config(&url);
         adjust(&mut config);
@@ -263,7 +342,13 @@ impl TestApp {
 
     /// Sends a request with an optional bearer token and JSON body; returns status and body
     /// (Null when the body is empty or not JSON).
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.client.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -274,7 +359,10 @@ impl TestApp {
         let response = request.send().await.expect("request reaches the app");
         let status = response.status();
         let bytes = response.bytes().await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
@@ -308,7 +396,9 @@ impl TestApp {
     async fn user(&self, role: shop::auth::Role) -> User {
         let id = Uuid::now_v7();
         let email = format!("{}@example.com", id.simple());
-        let hash = shop::auth::password::hash(&self.state.config.auth.argon2, PASSWORD.into()).await.unwrap();
+        let hash = shop::auth::password::hash(&self.state.config.auth.argon2, PASSWORD.into())
+            .await
+            .unwrap();
         sqlx::query("INSERT INTO users (id, email, password_hash, full_name, role) VALUES ($1, $2, $3, $4, $5)")
             .bind(id)
             .bind(&email)
@@ -318,7 +408,11 @@ impl TestApp {
             .execute(&self.pool)
             .await
             .unwrap();
-        User { id, email, token: self.state.jwt.issue(id, role) }
+        User {
+            id,
+            email,
+            token: self.state.jwt.issue(id, role),
+        }
     }
 
     pub async fn customer(&self) -> User {
@@ -352,20 +446,32 @@ impl TestApp {
         .fetch_one(&self.pool)
         .await
         .unwrap();
-        let warehouse_id: i64 =
-            sqlx::query_scalar("INSERT INTO warehouses (code, name) VALUES ($1, 'Test warehouse') RETURNING id")
-                .bind(format!("WH-{tag}"))
-                .fetch_one(&self.pool)
-                .await
-                .unwrap();
+        let warehouse_id: i64 = sqlx::query_scalar(
+            "INSERT INTO warehouses (code, name) VALUES ($1, 'Test warehouse') RETURNING id",
+        )
+        .bind(format!("WH-{tag}"))
+        .fetch_one(&self.pool)
+        .await
+        .unwrap();
         let mut tx = self.pool.begin().await.unwrap();
         if units > 0 {
-            shop::inventory::ledger::restock(&mut tx, variant_id, warehouse_id, units, Uuid::nil(), Some("fixture"))
-                .await
-                .unwrap();
+            shop::inventory::ledger::restock(
+                &mut tx,
+                variant_id,
+                warehouse_id,
+                units,
+                Uuid::nil(),
+                Some("fixture"),
+            )
+            .await
+            .unwrap();
         }
         tx.commit().await.unwrap();
-        Stocked { product_id, variant_id, warehouse_id }
+        Stocked {
+            product_id,
+            variant_id,
+            warehouse_id,
+        }
     }
 }
 
@@ -391,8 +497,13 @@ impl TestApp {
     pub async fn shopper_with(&self, variant_id: i64, quantity: i32) -> User {
         let user = self.customer().await;
         self.address(&user, true).await;
-        let (status, body) =
-            self.post("/api/v1/cart/lines", Some(&user.token), json!({ "variant_id": variant_id, "quantity": quantity })).await;
+        let (status, body) = self
+            .post(
+                "/api/v1/cart/lines",
+                Some(&user.token),
+                json!({ "variant_id": variant_id, "quantity": quantity }),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         user
     }
@@ -412,11 +523,13 @@ impl TestApp {
     }
 
     pub async fn stock(&self, s: &Stocked) -> (i32, i32) {
-        sqlx::query_as("SELECT on_hand, reserved FROM stock WHERE variant_id = $1 AND warehouse_id = $2")
-            .bind(s.variant_id)
-            .bind(s.warehouse_id)
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
+        sqlx::query_as(
+            "SELECT on_hand, reserved FROM stock WHERE variant_id = $1 AND warehouse_id = $2",
+        )
+        .bind(s.variant_id)
+        .bind(s.warehouse_id)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
     }
 }

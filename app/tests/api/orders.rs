@@ -8,15 +8,28 @@ use shop::orders::OrderStatus;
 
 use crate::harness::TestApp;
 
-async fn checkout(app: &TestApp, token: &str, key: Option<&str>, body: Value) -> (StatusCode, Value, bool) {
-    let mut request = app.client.post(app.url("/api/v1/checkout")).bearer_auth(token).json(&body);
+async fn checkout(
+    app: &TestApp,
+    token: &str,
+    key: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value, bool) {
+    let mut request = app
+        .client
+        .post(app.url("/api/v1/checkout"))
+        .bearer_auth(token)
+        .json(&body);
     if let Some(key) = key {
         request = request.header("Idempotency-Key", key);
     }
     let response = request.send().await.unwrap();
     let status = response.status();
     let replayed = response.headers().get("idempotent-replayed").is_some();
-    (status, response.json().await.unwrap_or(Value::Null), replayed)
+    (
+        status,
+        response.json().await.unwrap_or(Value::Null),
+        replayed,
+    )
 }
 
 /// 200 customers race for 50 units: exactly 50 orders, the rest out of stock, never a 5xx,
@@ -33,7 +46,11 @@ async fn concurrent_checkouts_never_oversell() {
     let tasks: Vec<_> = shoppers
         .iter()
         .map(|user| {
-            let request = app.client.post(app.url("/api/v1/checkout")).bearer_auth(&user.token).json(&json!({}));
+            let request = app
+                .client
+                .post(app.url("/api/v1/checkout"))
+                .bearer_auth(&user.token)
+                .json(&json!({}));
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 barrier.wait().await;
@@ -57,22 +74,40 @@ async fn concurrent_checkouts_never_oversell() {
     assert_eq!(by_status.get(&201), Some(&50), "{by_status:?}");
     assert_eq!(by_status.get(&409), Some(&150), "{by_status:?}");
     assert_eq!(app.stock(&sku).await, (50, 50));
-    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&app.pool).await.unwrap();
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(orders, 50);
     assert!(app.ledger_mismatches().await.is_empty());
 
     // The losers' carts are intact; the winners' are empty.
-    let lines: i64 = sqlx::query_scalar("SELECT count(*) FROM cart_lines").fetch_one(&app.pool).await.unwrap();
+    let lines: i64 = sqlx::query_scalar("SELECT count(*) FROM cart_lines")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(lines, 150);
 
     // Ten winners cancel: their units are available again.
-    let owners: Vec<(String, uuid::Uuid)> = sqlx::query_as("SELECT id::text, user_id FROM orders ORDER BY id LIMIT 10")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let owners: Vec<(String, uuid::Uuid)> =
+        sqlx::query_as("SELECT id::text, user_id FROM orders ORDER BY id LIMIT 10")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     for (order, owner) in owners {
-        let token = shoppers.iter().find(|u| u.id == owner).unwrap().token.clone();
-        let (status, body) = app.post(&format!("/api/v1/orders/{order}/cancel"), Some(&token), json!({})).await;
+        let token = shoppers
+            .iter()
+            .find(|u| u.id == owner)
+            .unwrap()
+            .token
+            .clone();
+        let (status, body) = app
+            .post(
+                &format!("/api/v1/orders/{order}/cancel"),
+                Some(&token),
+                json!({}),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["status"], "cancelled");
     }
@@ -89,7 +124,10 @@ async fn checkout_places_an_order_from_the_cart() {
     assert_eq!(status, StatusCode::CREATED, "{order}");
     assert!(!replayed);
     assert_eq!(order["status"], "pending_payment");
-    assert_eq!(order["subtotal"], json!({ "amount_minor": 3998, "currency": "EUR" }));
+    assert_eq!(
+        order["subtotal"],
+        json!({ "amount_minor": 3998, "currency": "EUR" })
+    );
     assert_eq!(order["shipping"]["amount_minor"], 495);
     assert_eq!(order["total"]["amount_minor"], 3998 + 495);
     assert_eq!(order["items"][0]["quantity"], 2);
@@ -108,7 +146,10 @@ async fn checkout_places_an_order_from_the_cart() {
 
     // An empty cart cannot be checked out.
     let (status, problem, _) = checkout(&app, &user.token, None, json!({})).await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("cart_empty")));
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::CONFLICT, Some("cart_empty"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,14 +158,30 @@ async fn out_of_stock_changes_nothing() {
     let plenty = app.stocked_product(100, 10).await;
     let scarce = app.stocked_product(100, 1).await;
     let user = app.shopper_with(plenty.variant_id, 3).await;
-    app.post("/api/v1/cart/lines", Some(&user.token), json!({ "variant_id": scarce.variant_id, "quantity": 2 })).await;
+    app.post(
+        "/api/v1/cart/lines",
+        Some(&user.token),
+        json!({ "variant_id": scarce.variant_id, "quantity": 2 }),
+    )
+    .await;
     let (status, problem, _) = checkout(&app, &user.token, None, json!({})).await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("out_of_stock")), "{problem}");
-    assert_eq!(app.stock(&plenty).await, (10, 0), "the first line's reservation was rolled back");
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::CONFLICT, Some("out_of_stock")),
+        "{problem}"
+    );
+    assert_eq!(
+        app.stock(&plenty).await,
+        (10, 0),
+        "the first line's reservation was rolled back"
+    );
     assert_eq!(app.stock(&scarce).await, (1, 0));
     let (_, cart) = app.get("/api/v1/cart", Some(&user.token)).await;
     assert_eq!(cart["item_count"], 5, "the cart is intact");
-    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&app.pool).await.unwrap();
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(orders, 0);
 }
 
@@ -132,12 +189,16 @@ async fn out_of_stock_changes_nothing() {
 async fn a_line_is_split_across_warehouses() {
     let app = TestApp::spawn().await;
     let sku = app.stocked_product(100, 2).await;
-    let second: i64 = sqlx::query_scalar("INSERT INTO warehouses (code, name) VALUES ('WH-SECOND', 'Second') RETURNING id")
-        .fetch_one(&app.pool)
+    let second: i64 = sqlx::query_scalar(
+        "INSERT INTO warehouses (code, name) VALUES ('WH-SECOND', 'Second') RETURNING id",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let mut tx = app.pool.begin().await.unwrap();
+    shop::inventory::ledger::restock(&mut tx, sku.variant_id, second, 3, uuid::Uuid::nil(), None)
         .await
         .unwrap();
-    let mut tx = app.pool.begin().await.unwrap();
-    shop::inventory::ledger::restock(&mut tx, sku.variant_id, second, 3, uuid::Uuid::nil(), None).await.unwrap();
     tx.commit().await.unwrap();
     let user = app.shopper_with(sku.variant_id, 4).await;
     let (status, order, _) = checkout(&app, &user.token, None, json!({})).await;
@@ -163,13 +224,27 @@ async fn an_idempotency_key_returns_the_first_order() {
 
     // The same key with another body is refused.
     let address = app.address(&user, false).await;
-    let (status, problem, _) =
-        checkout(&app, &user.token, Some("key-1"), json!({ "shipping_address_id": address })).await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused")));
+    let (status, problem, _) = checkout(
+        &app,
+        &user.token,
+        Some("key-1"),
+        json!({ "shipping_address_id": address }),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("idempotency_key_reused")
+        )
+    );
 
     // A bad key is a bad request.
     let (status, problem, _) = checkout(&app, &user.token, Some(" "), json!({})).await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_idempotency_key")));
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_idempotency_key"))
+    );
     assert_eq!(app.stock(&sku).await, (10, 1));
 }
 
@@ -182,21 +257,33 @@ async fn an_idempotency_key_is_bound_to_the_cart() {
     let other = app.stocked_product(300, 10).await;
     let user = app.shopper_with(sku.variant_id, 2).await;
     let add = |variant_id: i64, quantity: i32| {
-        app.post("/api/v1/cart/lines", Some(&user.token), json!({ "variant_id": variant_id, "quantity": quantity }))
+        app.post(
+            "/api/v1/cart/lines",
+            Some(&user.token),
+            json!({ "variant_id": variant_id, "quantity": quantity }),
+        )
     };
     let (status, first, _) = checkout(&app, &user.token, Some("cart-key"), json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
 
     // Another cart with the same key: refused, and the cart stays as it is.
     add(other.variant_id, 1).await;
-    let (status, problem, replayed) = checkout(&app, &user.token, Some("cart-key"), json!({})).await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused")));
+    let (status, problem, replayed) =
+        checkout(&app, &user.token, Some("cart-key"), json!({})).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("idempotency_key_reused")
+        )
+    );
     assert!(!replayed);
     let (_, cart) = app.get("/api/v1/cart", Some(&user.token)).await;
     assert_eq!(cart["item_count"], 1);
 
     // The same cart again (or an empty one, as the first checkout left it) is the same request.
-    app.call(Method::DELETE, "/api/v1/cart", Some(&user.token), None).await;
+    app.call(Method::DELETE, "/api/v1/cart", Some(&user.token), None)
+        .await;
     let (status, again, replayed) = checkout(&app, &user.token, Some("cart-key"), json!({})).await;
     assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");
     assert_eq!(again["id"], first["id"]);
@@ -205,7 +292,10 @@ async fn an_idempotency_key_is_bound_to_the_cart() {
     assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");
     assert_eq!(again["id"], first["id"]);
 
-    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&app.pool).await.unwrap();
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(orders, 1);
     assert_eq!(app.stock(&sku).await, (10, 2));
     assert_eq!(app.stock(&other).await, (10, 0));
@@ -245,13 +335,31 @@ async fn checkout_needs_an_address() {
     let app = TestApp::spawn().await;
     let sku = app.stocked_product(700, 10).await;
     let user = app.customer().await;
-    app.post("/api/v1/cart/lines", Some(&user.token), json!({ "variant_id": sku.variant_id, "quantity": 1 })).await;
+    app.post(
+        "/api/v1/cart/lines",
+        Some(&user.token),
+        json!({ "variant_id": sku.variant_id, "quantity": 1 }),
+    )
+    .await;
     let (status, problem, _) = checkout(&app, &user.token, None, json!({})).await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("address_required")));
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("address_required"))
+    );
     let other = app.customer().await;
     let foreign = app.address(&other, true).await;
-    let (status, _, _) = checkout(&app, &user.token, None, json!({ "shipping_address_id": foreign })).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "another user's address does not exist for you");
+    let (status, _, _) = checkout(
+        &app,
+        &user.token,
+        None,
+        json!({ "shipping_address_id": foreign }),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another user's address does not exist for you"
+    );
 }
 
 /// Staff may make exactly the moves of the state machine; everything else is 409.
@@ -264,11 +372,32 @@ async fn the_state_machine_is_enforced_from_every_state() {
     let paths: &[(OrderStatus, &[OrderStatus])] = &[
         (OrderStatus::PendingPayment, &[]),
         (OrderStatus::Paid, &[OrderStatus::Paid]),
-        (OrderStatus::Fulfilling, &[OrderStatus::Paid, OrderStatus::Fulfilling]),
-        (OrderStatus::Shipped, &[OrderStatus::Paid, OrderStatus::Fulfilling, OrderStatus::Shipped]),
-        (OrderStatus::Delivered, &[OrderStatus::Paid, OrderStatus::Fulfilling, OrderStatus::Shipped, OrderStatus::Delivered]),
+        (
+            OrderStatus::Fulfilling,
+            &[OrderStatus::Paid, OrderStatus::Fulfilling],
+        ),
+        (
+            OrderStatus::Shipped,
+            &[
+                OrderStatus::Paid,
+                OrderStatus::Fulfilling,
+                OrderStatus::Shipped,
+            ],
+        ),
+        (
+            OrderStatus::Delivered,
+            &[
+                OrderStatus::Paid,
+                OrderStatus::Fulfilling,
+                OrderStatus::Shipped,
+                OrderStatus::Delivered,
+            ],
+        ),
         (OrderStatus::Cancelled, &[OrderStatus::Cancelled]),
-        (OrderStatus::Refunded, &[OrderStatus::Paid, OrderStatus::Refunded]),
+        (
+            OrderStatus::Refunded,
+            &[OrderStatus::Paid, OrderStatus::Refunded],
+        ),
     ];
     for (from, path) in paths {
         for to in OrderStatus::ALL {
@@ -277,10 +406,18 @@ async fn the_state_machine_is_enforced_from_every_state() {
             assert_eq!(status, StatusCode::CREATED);
             let url = format!("/api/v1/orders/{}/status", order["id"].as_str().unwrap());
             for step in *path {
-                let (status, body) = app.post(&url, Some(&staff.token), json!({ "status": step })).await;
+                let (status, body) = app
+                    .post(&url, Some(&staff.token), json!({ "status": step }))
+                    .await;
                 assert_eq!(status, StatusCode::OK, "{from} via {step}: {body}");
             }
-            let (status, body) = app.post(&url, Some(&staff.token), json!({ "status": to, "reason": "test" })).await;
+            let (status, body) = app
+                .post(
+                    &url,
+                    Some(&staff.token),
+                    json!({ "status": to, "reason": "test" }),
+                )
+                .await;
             if from.can_become(to) {
                 assert_eq!(status, StatusCode::OK, "{from} -> {to}: {body}");
                 assert_eq!(body["status"], to.as_str());
@@ -289,7 +426,9 @@ async fn the_state_machine_is_enforced_from_every_state() {
                 assert_eq!(body["code"], "invalid_transition");
             }
             // A customer can never set a status.
-            let (status, _) = app.post(&url, Some(&user.token), json!({ "status": to })).await;
+            let (status, _) = app
+                .post(&url, Some(&user.token), json!({ "status": to }))
+                .await;
             assert_eq!(status, StatusCode::FORBIDDEN);
         }
     }
@@ -319,25 +458,58 @@ async fn orders_are_private_to_their_owner() {
     let (_, order, _) = checkout(&app, &owner.token, None, json!({})).await;
     let id = order["id"].as_str().unwrap();
     let path = format!("/api/v1/orders/{id}");
-    assert_eq!(app.get(&path, Some(&other.token)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&path, Some(&other.token)).await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(app.get(&path, Some(&staff.token)).await.0, StatusCode::OK);
     assert_eq!(app.get(&path, None).await.0, StatusCode::UNAUTHORIZED);
-    let (status, _) = app.post(&format!("{path}/cancel"), Some(&other.token), json!({})).await;
+    let (status, _) = app
+        .post(&format!("{path}/cancel"), Some(&other.token), json!({}))
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, page) = app.get("/api/v1/orders", Some(&other.token)).await;
     assert_eq!(page["items"], json!([]));
-    assert_eq!(app.get("/api/v1/orders?all=true", Some(&other.token)).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get("/api/v1/orders?all=true", Some(&other.token))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
     let (_, page) = app.get("/api/v1/orders?all=true", Some(&staff.token)).await;
     assert_eq!(page["items"][0]["id"], id);
-    let (_, page) = app.get("/api/v1/orders?all=true&status=pending_payment", Some(&staff.token)).await;
+    let (_, page) = app
+        .get(
+            "/api/v1/orders?all=true&status=pending_payment",
+            Some(&staff.token),
+        )
+        .await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
-    let (_, page) = app.get("/api/v1/orders?all=true&status=paid", Some(&staff.token)).await;
+    let (_, page) = app
+        .get("/api/v1/orders?all=true&status=paid", Some(&staff.token))
+        .await;
     assert_eq!(page["items"], json!([]));
-    assert_eq!(app.get("/api/v1/orders?status=lost", Some(&owner.token)).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.get("/api/v1/orders?status=lost", Some(&owner.token))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
     // A paid order cannot be cancelled by its owner.
-    app.call(Method::POST, &format!("{path}/status"), Some(&staff.token), Some(json!({ "status": "paid" }))).await;
-    let (status, body) = app.post(&format!("{path}/cancel"), Some(&owner.token), json!({})).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_transition")));
+    app.call(
+        Method::POST,
+        &format!("{path}/status"),
+        Some(&staff.token),
+        Some(json!({ "status": "paid" })),
+    )
+    .await;
+    let (status, body) = app
+        .post(&format!("{path}/cancel"), Some(&owner.token), json!({}))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("invalid_transition"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,7 +519,12 @@ async fn order_history_pages_by_cursor() {
     let user = app.shopper_with(sku.variant_id, 1).await;
     for _ in 0..5 {
         checkout(&app, &user.token, None, json!({})).await;
-        app.post("/api/v1/cart/lines", Some(&user.token), json!({ "variant_id": sku.variant_id, "quantity": 1 })).await;
+        app.post(
+            "/api/v1/cart/lines",
+            Some(&user.token),
+            json!({ "variant_id": sku.variant_id, "quantity": 1 }),
+        )
+        .await;
     }
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -358,7 +535,13 @@ async fn order_history_pages_by_cursor() {
         };
         let (status, page) = app.get(&path, Some(&user.token)).await;
         assert_eq!(status, StatusCode::OK, "{page}");
-        seen.extend(page["items"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_owned()));
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["id"].as_str().unwrap().to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
@@ -369,6 +552,14 @@ async fn order_history_pages_by_cursor() {
     sorted.sort();
     sorted.reverse();
     assert_eq!(seen, sorted, "newest first (ids are time-ordered)");
-    assert_eq!(app.get("/api/v1/orders?cursor=nonsense", Some(&user.token)).await.1["code"], "invalid_cursor");
-    assert_eq!(app.get("/api/v1/orders?limit=0", Some(&user.token)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        app.get("/api/v1/orders?cursor=nonsense", Some(&user.token))
+            .await
+            .1["code"],
+        "invalid_cursor"
+    );
+    assert_eq!(
+        app.get("/api/v1/orders?limit=0", Some(&user.token)).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
 }

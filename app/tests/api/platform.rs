@@ -9,7 +9,10 @@ use crate::harness::TestApp;
 async fn health_and_readiness() {
     let app = TestApp::spawn().await;
     let (status, body) = app.get("/healthz", None).await;
-    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
     let (status, body) = app.get("/readyz", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["checks"]["database"], "ok");
@@ -19,7 +22,11 @@ async fn health_and_readiness() {
 async fn readiness_fails_when_the_database_is_unreachable() {
     let app = TestApp::spawn_with(|c| {
         // A port nothing listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         c.database.url = format!("postgres://postgres@127.0.0.1:{port}/none").into();
         c.database.acquire_timeout_ms = 500;
     })
@@ -33,9 +40,17 @@ async fn readiness_fails_when_the_database_is_unreachable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_methods_are_problem_details() {
     let app = TestApp::spawn().await;
-    let response = app.client.get(app.url("/api/v1/nothing-here")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/api/v1/nothing-here"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
     assert!(response.headers().contains_key("x-request-id"));
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["code"], "not_found");
@@ -46,7 +61,13 @@ async fn unknown_routes_and_methods_are_problem_details() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_are_kept_when_given() {
     let app = TestApp::spawn().await;
-    let response = app.client.get(app.url("/healthz")).header("x-request-id", "abc-123").send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.headers()["x-request-id"], "abc-123");
 }
 
@@ -54,9 +75,23 @@ async fn request_ids_are_kept_when_given() {
 async fn metrics_count_requests_per_route() {
     let app = TestApp::spawn().await;
     app.get("/healthz", None).await;
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}"), "{text}");
-    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "{text}"
+    );
     assert!(text.contains("db_pool_connections"), "{text}");
 }
 
@@ -65,7 +100,11 @@ async fn openapi_is_served_and_docs_copy_is_current() {
     let app = TestApp::spawn().await;
     let (status, served) = app.get("/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(served["openapi"].as_str().unwrap().starts_with("3.1"), "{}", served["openapi"]);
+    assert!(
+        served["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        served["openapi"]
+    );
     let generated = serde_json::to_value(shop::openapi::spec()).unwrap();
     assert_eq!(served, generated);
 
@@ -96,7 +135,10 @@ async fn cors_allows_only_configured_origins() {
             .send()
     };
     let allowed = preflight("https://shop.example").await.unwrap();
-    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://shop.example");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
     let denied = preflight("https://evil.example").await.unwrap();
     assert!(!denied.headers().contains_key("access-control-allow-origin"));
 }
@@ -106,7 +148,11 @@ async fn bodies_over_the_limit_are_refused() {
     let app = TestApp::spawn_with(|c| c.http.body_limit_bytes = 2048).await;
     let big = "x".repeat(4096);
     let (status, body) = app
-        .post("/api/v1/auth/register", None, json!({ "email": "a@b.example", "password": big, "full_name": "A" }))
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({ "email": "a@b.example", "password": big, "full_name": "A" }),
+        )
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["code"], "payload_too_large");
@@ -119,7 +165,11 @@ async fn shutdown_drains_requests_in_flight() {
     let mut app = TestApp::spawn().await;
     let user = app.customer().await;
     let mut blocker = app.pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE").bind(user.id).execute(&mut *blocker).await.unwrap();
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+        .bind(user.id)
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
 
     let in_flight = {
         let request = app
@@ -148,15 +198,32 @@ async fn shutdown_drains_requests_in_flight() {
     app.shutdown.take().unwrap().send(()).unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let server = app.server.take().unwrap();
-    assert!(!server.is_finished(), "the server must wait for the request in flight");
+    assert!(
+        !server.is_finished(),
+        "the server must wait for the request in flight"
+    );
     let refused = app.client.get(app.url("/healthz")).send().await;
-    assert!(refused.is_err(), "new connections are refused while draining");
+    assert!(
+        refused.is_err(),
+        "new connections are refused while draining"
+    );
 
     blocker.rollback().await.unwrap();
-    let response = in_flight.await.unwrap().expect("the request in flight is answered");
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the request in flight is answered");
     assert_eq!(response.status(), StatusCode::OK);
-    tokio::time::timeout(std::time::Duration::from_secs(5), server).await.expect("server stops").unwrap().unwrap();
-    let name: String = sqlx::query_scalar("SELECT full_name FROM users WHERE id = $1").bind(user.id).fetch_one(&app.pool).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
+    let name: String = sqlx::query_scalar("SELECT full_name FROM users WHERE id = $1")
+        .bind(user.id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(name, "Renamed During Shutdown");
 }
 
@@ -181,9 +248,19 @@ async fn catalog_reads_go_to_the_read_pool() {
     assert_eq!(status, StatusCode::OK, "{product}");
     assert_eq!(product["name"], "Replica Lamp");
     let (status, body) = app.get("/readyz", None).await;
-    assert_eq!((status, body["checks"]["database_read"].as_str()), (StatusCode::OK, Some("ok")));
+    assert_eq!(
+        (status, body["checks"]["database_read"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
     // Writes go to the primary, where the product does not exist.
     let staff = app.staff().await;
-    let (status, _) = app.call(reqwest::Method::PATCH, &format!("/api/v1/products/{id}"), Some(&staff.token), Some(json!({ "name": "X" }))).await;
+    let (status, _) = app
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/products/{id}"),
+            Some(&staff.token),
+            Some(json!({ "name": "X" })),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

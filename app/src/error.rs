@@ -75,6 +75,34 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+/// Problem responses most operations share, described once in the OpenAPI document and
+/// referenced by each operation. The types only describe; they are never built.
+#[allow(dead_code)]
+pub mod responses {
+    use super::Problem;
+
+    #[derive(utoipa::ToResponse)]
+    #[response(
+        description = "No or invalid access token",
+        content_type = "application/problem+json"
+    )]
+    pub struct Unauthenticated(#[to_schema] Problem);
+
+    #[derive(utoipa::ToResponse)]
+    #[response(
+        description = "The access token is not a staff member's",
+        content_type = "application/problem+json"
+    )]
+    pub struct NotStaff(#[to_schema] Problem);
+
+    #[derive(utoipa::ToResponse)]
+    #[response(
+        description = "The body is not JSON (Content-Type: application/json)",
+        content_type = "application/problem+json"
+    )]
+    pub struct NotJson(#[to_schema] Problem);
+}
+
 /// The problem details document of RFC 9457, as sent.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {

@@ -18,7 +18,14 @@ use crate::state::AppState;
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&BearerAuth),
-    components(schemas(crate::error::Problem, crate::error::FieldError, crate::money::Money)),
+    components(
+        schemas(crate::error::Problem, crate::error::FieldError, crate::money::Money),
+        responses(
+            crate::error::responses::Unauthenticated,
+            crate::error::responses::NotStaff,
+            crate::error::responses::NotJson
+        )
+    ),
     tags(
         (name = "auth", description = "Registration, login, tokens, password reset"),
         (name = "users", description = "Profile, addresses and order history of the signed-in user"),

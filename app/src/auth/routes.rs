@@ -55,7 +55,7 @@ async fn adopt_cart(
         (status = 201, description = "Registered and signed in", body = AuthTokens),
         (status = 400, description = "Unreadable JSON", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`email_taken`: an account with this email exists (in any letter case)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Invalid fields", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -103,7 +103,7 @@ pub async fn register(
         (status = 200, description = "Signed in", body = AuthTokens),
         (status = 400, description = "Unreadable JSON", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_credentials`: wrong email or password (not told apart)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Missing or mistyped fields", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -149,7 +149,7 @@ pub async fn login(
         (status = 200, description = "A new token pair", body = AuthTokens),
         (status = 400, description = "Unreadable JSON", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_refresh_token` (unknown or expired) or `refresh_token_reused` (the session is now revoked)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Missing or mistyped fields", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -192,8 +192,8 @@ pub async fn refresh(
     responses(
         (status = 204, description = "Signed out (also when the token was unknown or someone else's)"),
         (status = 400, description = "Unreadable JSON", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid access token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Missing or mistyped fields", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -217,7 +217,7 @@ pub async fn logout(
     responses(
         (status = 202, description = "If the account exists, an email with a reset token is on its way"),
         (status = 400, description = "Unreadable JSON", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Missing or mistyped fields", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -240,7 +240,7 @@ pub async fn request_password_reset(
     responses(
         (status = 204, description = "The password is changed; every session is revoked"),
         (status = 400, description = "`invalid_reset_token` (unknown, expired or used) or unreadable JSON", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Invalid fields", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]

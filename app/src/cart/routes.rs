@@ -111,7 +111,7 @@ pub async fn create_anonymous_cart(
         (status = 401, description = "Neither an access token nor a cart token", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "The cart token names no cart", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`cart_full`: the cart has 100 lines", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "No such variant for sale, or a quantity out of range", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []))
@@ -147,7 +147,7 @@ pub async fn add_line(
         (status = 400, description = "Malformed JSON or path", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Neither an access token nor a cart token", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such line, or the cart token names no cart", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "A quantity out of range", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []))

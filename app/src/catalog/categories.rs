@@ -265,10 +265,10 @@ pub async fn get_category(
     responses(
         (status = 201, body = CategoryDetail),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 409, description = "`slug_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Invalid fields or unknown parent", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -324,11 +324,11 @@ pub async fn create_category(
     responses(
         (status = 200, body = CategoryDetail),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 404, description = "No such category", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`slug_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Invalid fields, unknown parent, or a move under its own subtree", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -422,8 +422,8 @@ pub async fn update_category(
     params(("category" = String, Path, description = "The category's id (or slug)")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 404, description = "No such category", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`category_not_empty`", body = Problem, content_type = "application/problem+json"),
     )

@@ -98,10 +98,10 @@ pub async fn list_brands(State(state): State<AppState>) -> ApiResult<Json<Vec<Br
     responses(
         (status = 201, body = BrandRef),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 409, description = "`slug_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -134,11 +134,11 @@ pub async fn create_brand(
     responses(
         (status = 200, body = BrandRef),
         (status = 400, description = "Malformed JSON or id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 404, description = "No such brand", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`slug_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -174,8 +174,8 @@ pub async fn update_brand(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 404, description = "No such brand", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`brand_in_use`", body = Problem, content_type = "application/problem+json"),
     )
@@ -223,10 +223,10 @@ pub async fn list_tags(State(state): State<AppState>) -> ApiResult<Json<Vec<TagR
     responses(
         (status = 201, body = TagRef),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 409, description = "`slug_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -259,11 +259,11 @@ pub async fn create_tag(
     responses(
         (status = 200, body = TagRef),
         (status = 400, description = "Malformed JSON or id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 404, description = "No such tag", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`slug_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -298,8 +298,8 @@ pub async fn update_tag(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 404, description = "No such tag", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -28,8 +28,8 @@ use crate::{
     responses(
         (status = 200, body = VariantStock),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 404, description = "No such variant", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["staff"]))
@@ -58,9 +58,9 @@ pub async fn variant_stock(
     responses(
         (status = 200, description = "The variant's stock after the delivery", body = VariantStock),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "A quantity out of range, a blank reason, or no such variant or warehouse", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["staff"]))
@@ -102,11 +102,11 @@ pub async fn restock(
     responses(
         (status = 200, description = "The variant's stock after the correction", body = VariantStock),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 404, description = "The variant was never stocked in this warehouse", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`insufficient_stock`: fewer units would be on hand than are reserved", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "A delta of 0 or out of range, a blank reason, or no such variant or warehouse", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["staff"]))
@@ -147,8 +147,8 @@ pub async fn adjust(
     responses(
         (status = 200, body = Vec<LowStock>),
         (status = 400, description = "Bad query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 422, description = "A limit out of range", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["staff"]))
@@ -178,8 +178,8 @@ pub async fn low_stock(
     responses(
         (status = 200, body = MovementPage),
         (status = 400, description = "Bad query or cursor", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 422, description = "A limit out of range", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["staff"]))
@@ -220,8 +220,8 @@ pub async fn movements(
     tag = "inventory",
     responses(
         (status = 200, description = "Every warehouse, by id", body = Vec<Warehouse>),
-        (status = 401, description = "No or invalid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
     ),
     security(("bearer" = ["staff"]))
 )]
@@ -242,10 +242,10 @@ pub async fn list_warehouses(
     responses(
         (status = 201, body = Warehouse),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 409, description = "`warehouse_code_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "A bad code or name", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["staff"]))

@@ -86,10 +86,10 @@ fn cart_of(lines: &[PricedLine]) -> Vec<(i64, i32)> {
     responses(
         (status = 201, description = "The order (or, for a repeated key, the first order)", body = Order),
         (status = 400, description = "Malformed JSON or Idempotency-Key", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
         (status = 404, description = "No such address of the signed-in user", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`cart_empty`, `out_of_stock`, `item_unavailable`", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "`address_required`, `idempotency_key_reused`, or invalid fields", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is briefly unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json"),
     ),

@@ -26,7 +26,7 @@ use crate::{
     responses(
         (status = 200, body = OrderPage),
         (status = 400, description = "Bad query or cursor", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
         (status = 403, description = "`all=true` without the staff role", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A limit out of range", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
@@ -75,7 +75,7 @@ pub async fn list_orders(
     responses(
         (status = 200, body = Order),
         (status = 400, description = "Malformed id", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
         (status = 404, description = "No such order of yours", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -103,7 +103,7 @@ pub async fn get_order(
     responses(
         (status = 200, description = "Cancelled", body = Order),
         (status = 400, description = "Malformed id", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
         (status = 404, description = "No such order of yours", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`invalid_transition`: the order is past payment", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
@@ -152,11 +152,11 @@ pub async fn cancel_order(
     responses(
         (status = 200, body = Order),
         (status = 400, description = "Malformed JSON or id", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 404, description = "No such order", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`invalid_transition`", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Unknown status or a reason too long", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["staff"]))

@@ -36,8 +36,8 @@ use crate::{
     responses(
         (status = 201, description = "Stored", body = PaymentMethod),
         (status = 400, description = "Malformed JSON", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "`invalid_card` (with a pointer to the field) or `validation_failed`", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "`gateway_unavailable`: retry after `Retry-After` seconds", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
@@ -85,7 +85,7 @@ pub async fn create_payment_method(
     tag = "payments",
     responses(
         (status = 200, description = "The signed-in user's cards, oldest first", body = Vec<PaymentMethod>),
-        (status = 401, description = "No or invalid access token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
     ),
     security(("bearer" = []))
 )]
@@ -108,7 +108,7 @@ pub async fn list_payment_methods(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "The id is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
         (status = 404, description = "No such card of the signed-in user", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

@@ -43,11 +43,11 @@ use crate::{
     responses(
         (status = 200, description = "Paid", body = PaymentResult),
         (status = 400, description = "Malformed JSON or id", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
         (status = 402, description = "`payment_declined`: the card was declined", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order of the signed-in user", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`order_not_payable`: the order is not awaiting payment", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "No such payment method of the signed-in user", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "`gateway_unavailable`: nothing was charged; retry after `Retry-After` seconds", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
@@ -151,7 +151,7 @@ pub async fn pay_order(
     responses(
         (status = 200, description = "The order's payments", body = Vec<Payment>),
         (status = 400, description = "The id is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
         (status = 404, description = "No such order (or not the signed-in customer's)", body = crate::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

@@ -32,8 +32,8 @@ use crate::{
     responses(
         (status = 200, description = "Refunded", body = PaymentResult),
         (status = 400, description = "The id is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or invalid access token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not staff", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 403, response = crate::error::responses::NotStaff),
         (status = 404, description = "No such order", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`order_not_refundable` (not paid, fulfilling or delivered), `no_payment` or `refund_rejected`", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "`gateway_unavailable`: nothing was refunded; retry after `Retry-After` seconds", body = crate::error::Problem, content_type = "application/problem+json"),

@@ -60,7 +60,7 @@ const GONE: ApiError = ApiError::Unauthorized("this account no longer exists");
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The profile", body = UserProfile),
-        (status = 401, description = "No valid access token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
     )
 )]
 pub async fn get_me(State(state): State<AppState>, user: AuthUser) -> ApiResult<Json<UserProfile>> {
@@ -81,8 +81,8 @@ pub async fn get_me(State(state): State<AppState>, user: AuthUser) -> ApiResult<
     responses(
         (status = 200, description = "The profile as changed", body = UserProfile),
         (status = 400, description = "Unreadable JSON", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid access token", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Invalid or unknown fields", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]

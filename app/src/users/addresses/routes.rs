@@ -38,7 +38,7 @@ async fn claim_defaults(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The address book", body = Vec<Address>),
-        (status = 401, description = "No valid access token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
     )
 )]
 pub async fn list_addresses(
@@ -59,9 +59,9 @@ pub async fn list_addresses(
     responses(
         (status = 201, description = "The new address", body = Address),
         (status = 400, description = "Unreadable JSON", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid access token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
         (status = 409, description = "`too_many_addresses`: the address book is full", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Invalid fields", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -96,7 +96,7 @@ pub async fn create_address(
     responses(
         (status = 200, description = "The address", body = Address),
         (status = 400, description = "The id is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid access token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
         (status = 404, description = "No such address in this account", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -120,9 +120,9 @@ pub async fn get_address(
     responses(
         (status = 200, description = "The address as changed", body = Address),
         (status = 400, description = "Unreadable JSON or an id that is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid access token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
         (status = 404, description = "No such address in this account", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Invalid or unknown fields", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -152,7 +152,7 @@ pub async fn update_address(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "The id is not a UUID", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid access token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::error::responses::Unauthenticated),
         (status = 404, description = "No such address in this account", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]

@@ -18,6 +18,8 @@ pub struct Db {
     pub write: PgPool,
     /// Replicas (or the primary again): catalog reads that may lag a little.
     pub read: PgPool,
+    /// No `read_url` was given: `read` is the primary's pool.
+    pub read_is_primary: bool,
 }
 
 impl Db {
@@ -29,7 +31,11 @@ impl Db {
             Some(url) => pool(config, url.expose_secret(), true)?,
             None => write.clone(),
         };
-        Ok(Self { write, read })
+        Ok(Self {
+            write,
+            read,
+            read_is_primary: config.read_url.is_none(),
+        })
     }
 
     /// Same pools for both roles (tests, tools).
@@ -37,6 +43,7 @@ impl Db {
         Self {
             write: pool.clone(),
             read: pool,
+            read_is_primary: true,
         }
     }
 

@@ -15,10 +15,7 @@ pub async fn healthz() -> Json<Value> {
 /// Ready when the primary answers (and the read pool, when it is separate).
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let write = ping(&state.db.write).await;
-    let read = if state.db.read.connect_options().get_host()
-        == state.db.write.connect_options().get_host()
-        && state.db.read.connect_options().get_port() == state.db.write.connect_options().get_port()
-    {
+    let read = if state.db.read_is_primary {
         write
     } else {
         ping(&state.db.read).await

@@ -160,7 +160,8 @@ pub async fn checkout(
     .fetch_optional(&mut *tx)
     .await?;
     if inserted.is_none() {
-        // The same key was used by a request without a cart row to lock; answer as a replay.
+        // Defensive: the cart lock above serializes requests with one key, so the replay check
+        // normally answers first; should the unique key still conflict, answer as a replay.
         drop(tx);
         let mut conn = state.db.write.acquire().await?;
         let key = key.expect("a conflict needs a key");

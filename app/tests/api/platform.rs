@@ -1,6 +1,7 @@
 //! Platform behaviour: health, readiness, metrics, OpenAPI, errors, limits, shutdown.
 
 use reqwest::{header, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::harness::TestApp;
@@ -35,6 +36,27 @@ async fn readiness_fails_when_the_database_is_unreachable() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["checks"]["database"], "unavailable");
     assert_eq!(app.get("/healthz", None).await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_checks_a_separate_read_database() {
+    let app = TestApp::spawn_with(|c| {
+        let url = c
+            .database
+            .url
+            .expose_secret()
+            .rsplit_once('/')
+            .unwrap()
+            .0
+            .to_owned();
+        c.database.read_url = Some(format!("{url}/no_such_replica").into());
+        c.database.acquire_timeout_ms = 500;
+    })
+    .await;
+    let (status, body) = app.get("/readyz", None).await;
+    // Writes still work, so the app stays ready; the report names the missing replica.
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["checks"]["database_read"], "unavailable");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ root="$(dirname "$here")"
 # Under the temporary directory: the postgres account (used when we are root) must reach it.
 data="${TMPDIR:-/tmp}/shopctl-dev-db-$EUID"
 port="${SHOP_DEV_DB_PORT:-55432}"
-db=shop_dev
+db=${SHOP_DEV_DB_NAME:-shop_dev}
 url="postgres://postgres@127.0.0.1:$port/$db"
 
 bindir() {

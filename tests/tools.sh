@@ -51,10 +51,20 @@ if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
   echo "$want" >"$venv/.requirements.sha256"
 fi
 
+# The Kafka-protocol broker for local runs and tests: tansu, built from source once (about
+# 15 minutes on 2 cores) and reused. Without --locked the build fails; without the libsql
+# feature it has no storage engine that survives a restart.
+tools=$cache/tools
+tansu_version=0.6.0
+if ! "$tools/bin/tansu" --version 2>/dev/null | grep -q "$tansu_version"; then
+  say "building tansu $tansu_version (first time: about 15 minutes)"
+  cargo install --quiet --locked tansu --version "$tansu_version" --features libsql --root "$tools"
+fi
+
 # Terraform is not in Debian's archive or any package registry this project
 # can reach, so it cannot be installed from here: say so plainly.
 if ! command -v terraform >/dev/null 2>&1; then
   say "error: terraform is not on PATH; install Terraform 1.6 or newer (HashiCorp's release archive or package repository)"
   exit 1
 fi
-say "ready: $(env -u TF_CLI_CONFIG_FILE terraform version | head -n1), moto $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))'), checkov $("$venv/bin/checkov" --version), $("$venv/bin/schemathesis" --version)"
+say "ready: $(env -u TF_CLI_CONFIG_FILE terraform version | head -n1), $("$tools/bin/tansu" --version | head -n1), moto $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("moto"))'), checkov $("$venv/bin/checkov" --version), $("$venv/bin/schemathesis" --version)"

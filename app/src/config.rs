@@ -26,6 +26,10 @@ pub struct Config {
     #[serde(default)]
     pub catalog: crate::catalog::cache::CacheConfig,
     #[serde(default)]
+    pub events: crate::events::EventsConfig,
+    #[serde(default)]
+    pub worker: crate::worker::WorkerConfig,
+    #[serde(default)]
     pub log: LogConfig,
 }
 
@@ -208,6 +212,14 @@ impl Config {
                 "catalog",
                 crate::catalog::cache::CacheConfig::default(),
             ))
+            .merge(Serialized::default(
+                "events",
+                crate::events::EventsConfig::default(),
+            ))
+            .merge(Serialized::default(
+                "worker",
+                crate::worker::WorkerConfig::default(),
+            ))
             .merge(Serialized::default("log", LogConfig::default()));
         if let Ok(path) = std::env::var("APP_CONFIG") {
             figment = figment.merge(Toml::file_exact(Path::new(&path)));
@@ -239,6 +251,18 @@ impl Config {
         }
         if self.http.body_limit_bytes < 1024 {
             return invalid("http.body_limit_bytes", "must be at least 1024");
+        }
+        if self.events.partitions < 1 || self.events.replication_factor < 1 {
+            return invalid(
+                "events.partitions",
+                "partitions and replication_factor must be at least 1",
+            );
+        }
+        if self.events.consumer_instances == 0 || self.events.relay_batch < 1 {
+            return invalid(
+                "events.consumer_instances",
+                "consumer_instances and relay_batch must be at least 1",
+            );
         }
         if self.shop.shipping_flat_minor < 0 || self.shop.free_shipping_from_minor < 0 {
             return invalid("shop", "shipping amounts must not be negative");

@@ -2,7 +2,8 @@
 //!
 //! One module per domain (auth, users, catalog, cart, orders, payments, inventory), each
 //! owning its routes, types and queries; the platform around them (config, errors, HTTP
-//! middleware, telemetry, OpenAPI) lives beside them.
+//! middleware, telemetry, OpenAPI) lives beside them. `events` and `worker` are the
+//! background side: order events through Kafka and the work that follows them.
 
 pub mod auth;
 pub mod cart;
@@ -10,6 +11,7 @@ pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod inventory;
 pub mod money;
@@ -20,6 +22,7 @@ pub mod seed;
 pub mod state;
 pub mod telemetry;
 pub mod users;
+pub mod worker;
 
 pub use config::Config;
 pub use error::{ApiError, ApiResult};

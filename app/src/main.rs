@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use shop::{config::Config, db::Db, AppState};
 
 #[derive(Parser)]
-#[command(name = "app", version, about = "The shop API: serve, migrate, seed")]
+#[command(
+    name = "app",
+    version,
+    about = "The shop API: serve, work, migrate, seed"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,6 +25,9 @@ enum Command {
         #[arg(long)]
         migrate: bool,
     },
+    /// Run the background work: relay order events to Kafka and run their consumers (until
+    /// SIGTERM or Ctrl-C, then finish work in flight). Serves /metrics on worker.metrics_bind.
+    Worker,
     /// Apply pending database migrations.
     Migrate,
     /// Load demo data: categories, brands, tags, products with variants, stock; and, when
@@ -80,6 +87,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 shop::http::shutdown_signal(),
             )
             .await?;
+        }
+        Command::Worker => {
+            let listener = tokio::net::TcpListener::bind(config.worker.metrics_bind)
+                .await
+                .with_context(|| {
+                    format!(
+                        "binding {} (worker.metrics_bind)",
+                        config.worker.metrics_bind
+                    )
+                })?;
+            let state = AppState::new(config, db);
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            let metrics = axum::serve(listener, shop::http::worker_router(state.clone()))
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+            let metrics = tokio::spawn(async move { metrics.await });
+            let signal = shutdown.clone();
+            tokio::spawn(async move {
+                shop::http::shutdown_signal().await;
+                tracing::info!("shutting down: finishing work in flight");
+                signal.cancel();
+            });
+            tracing::info!("worker started");
+            let result = shop::worker::run(state, shutdown.clone()).await;
+            shutdown.cancel();
+            let _ = metrics.await;
+            result?;
         }
         Command::Migrate => {
             db.migrate().await.context("applying migrations")?;

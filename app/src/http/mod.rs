@@ -119,6 +119,14 @@ pub async fn serve(
     }
 }
 
+/// What a worker process serves: its metrics and liveness, nothing of the API.
+pub fn worker_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::render))
+        .route("/healthz", get(health::healthz))
+        .with_state(state)
+}
+
 /// Resolves on SIGTERM (Kubernetes) or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -10,12 +10,13 @@ use uuid::Uuid;
 
 use super::{
     model::{CheckoutRequest, Order},
-    repo,
+    repo, OrderStatus,
 };
 use crate::{
     auth::AuthUser,
     cart::{self, repo::PricedLine},
     error::{ApiError, ApiResult, Json},
+    events::outbox,
     inventory::ledger,
     state::AppState,
     users::addresses::{default_address, load_address, AddressKind, AddressSnapshot},
@@ -178,6 +179,15 @@ pub async fn checkout(
         user.id
     )
     .execute(&mut *tx)
+    .await?;
+    outbox::record(
+        &mut tx,
+        order_id,
+        None,
+        OrderStatus::PendingPayment,
+        Some(user.id),
+        Some("checkout"),
+    )
     .await?;
     cart::repo::clear(&mut tx, cart_id.expect("lines come from a cart")).await?;
     let order = repo::load(&mut tx, order_id)

@@ -1,14 +1,12 @@
-//! Moving an order to a new status: checked against the state machine, with its stock
-//! effect and a history row, all in the caller's transaction.
+//! Moving an order to a new status: checked against the state machine, with a history row
+//! and the order event, all in the caller's transaction. The event carries the stock effect
+//! to the inventory consumer (events/consumers/inventory.rs), which applies it once.
 
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::status::{OrderStatus, StockEffect};
-use crate::{
-    error::ApiError,
-    inventory::ledger::{self, Allocation},
-};
+use super::status::OrderStatus;
+use crate::{error::ApiError, events::outbox, inventory::ledger::Allocation};
 
 /// Moves `order_id` to `to`, returning the status it had. The order row is locked first, so
 /// concurrent transitions of one order apply one after another and each is checked against
@@ -35,19 +33,6 @@ pub async fn transition(
         ));
     }
 
-    let effect = from.stock_effect(to);
-    if effect != StockEffect::None {
-        let allocations = allocations(&mut *conn, order_id).await?;
-        match effect {
-            StockEffect::Commit => ledger::commit(&mut *conn, order_id, &allocations).await?,
-            StockEffect::Release => ledger::release(&mut *conn, order_id, &allocations).await?,
-            StockEffect::Restock => {
-                ledger::return_to_stock(&mut *conn, order_id, &allocations).await?
-            }
-            StockEffect::None => {}
-        }
-    }
-
     sqlx::query!(
         "UPDATE orders SET status = $2, updated_at = now() WHERE id = $1",
         order_id,
@@ -66,6 +51,7 @@ pub async fn transition(
     )
     .execute(&mut *conn)
     .await?;
+    outbox::record(&mut *conn, order_id, Some(from), to, actor_id, reason).await?;
     Ok(from)
 }
 

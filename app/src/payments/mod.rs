@@ -13,7 +13,7 @@ pub mod model;
 pub mod pay;
 mod problem;
 pub mod refund;
-mod repo;
+pub(crate) mod repo;
 mod settle;
 pub mod webhook;
 

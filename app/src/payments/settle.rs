@@ -4,19 +4,16 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::repo;
 use crate::{
     error::ApiError,
-    money::Money,
     orders::{transition::transition, OrderStatus},
 };
 
-/// In the caller's transaction: the order becomes paid, which commits its reserved stock,
-/// and the confirmation email is queued.
+/// In the caller's transaction: the order becomes paid. Its order.paid event then commits the
+/// reserved stock and queues the confirmation email (events/consumers/).
 pub async fn settle(
     conn: &mut PgConnection,
     order_id: Uuid,
-    total: Money,
     actor_id: Option<Uuid>,
     reason: &str,
 ) -> Result<(), ApiError> {
@@ -28,5 +25,5 @@ pub async fn settle(
         Some(reason),
     )
     .await?;
-    repo::queue_confirmation(&mut *conn, order_id, total).await
+    Ok(())
 }

@@ -216,7 +216,6 @@ async fn apply(conn: &mut PgConnection, event: &WebhookEvent) -> Result<WebhookS
                 settle(
                     &mut *conn,
                     order_id,
-                    order.total,
                     None,
                     "payment succeeded (gateway webhook)",
                 )

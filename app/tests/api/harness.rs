@@ -53,7 +53,7 @@ fn pg_bin(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("PostgreSQL's {name} not found; run: bash tests/tools.sh"))
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -87,7 +87,7 @@ fn as_postgres(command: &mut Command, dir: &Path) {
 }
 
 /// Ends the server when the test process exits, however it exits.
-fn die_with_parent(command: &mut Command) {
+pub fn die_with_parent(command: &mut Command) {
     use std::os::unix::process::CommandExt;
     unsafe {
         command.pre_exec(|| {
@@ -175,17 +175,35 @@ impl PgServer {
     }
 }
 
-/// The data directory and server of this process, removed by `cleanup` at exit.
-static CLEANUP: Mutex<Option<(u32, PathBuf)>> = Mutex::new(None);
+/// Servers this process started and directories they used, stopped and removed at exit.
+static CLEANUP: Mutex<Vec<(u32, Option<PathBuf>)>> = Mutex::new(Vec::new());
 
-/// Runs at process exit (the test harness exits through `exit`): stops the server, then
-/// removes its data directory, which would otherwise stay behind in the temporary directory.
-extern "C" fn cleanup() {
-    if let Some((pid, dir)) = CLEANUP.lock().ok().and_then(|mut c| c.take()) {
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-        let mut status = 0;
-        unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
-        let _ = std::fs::remove_dir_all(dir);
+/// Registers a process to kill (pid 0: none) and a directory to remove when the test process
+/// exits; the first registration installs the exit hook.
+pub fn on_exit(pid: u32, dir: Option<PathBuf>) {
+    let mut cleanup = CLEANUP.lock().unwrap();
+    if cleanup.is_empty() {
+        unsafe { libc::atexit(cleanup_at_exit) };
+    }
+    cleanup.push((pid, dir));
+}
+
+/// Runs at process exit (the test harness exits through `exit`): stops the servers, then
+/// removes their directories, which would otherwise stay behind in the temporary directory.
+extern "C" fn cleanup_at_exit() {
+    let entries = CLEANUP
+        .lock()
+        .map(|mut c| std::mem::take(&mut *c))
+        .unwrap_or_default();
+    for (pid, dir) in entries {
+        if pid != 0 {
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            let mut status = 0;
+            unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        }
+        if let Some(dir) = dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -197,8 +215,7 @@ pub fn server() -> &'static PgServer {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let server: &'static PgServer = Box::leak(Box::new(PgServer::start()));
-            *CLEANUP.lock().unwrap() = Some((server._child.id(), server._dir.path().to_owned()));
-            unsafe { libc::atexit(cleanup) };
+            on_exit(server._child.id(), Some(server._dir.path().to_owned()));
             tx.send(server).unwrap();
             loop {
                 std::thread::park();
@@ -269,6 +286,7 @@ pub async fn database() -> (String, PgPool) {
 /// Configuration for a test app: cheap password hashing, random secrets.
 pub fn config(database_url: &str) -> Config {
     std::env::remove_var("APP_CONFIG");
+    let database = database_url.rsplit('/').next().unwrap();
     let figment = figment::Figment::new().merge(figment::providers::Serialized::defaults(json!({
         "http": { "bind": "127.0.0.1:0", "cors_origins": ["https://shop.example"] },
         "database": { "url": database_url, "max_connections": 40 },
@@ -280,6 +298,15 @@ pub fn config(database_url: &str) -> Config {
         "log": { "format": "json", "filter": "warn" },
         // Off, so tests see their writes at once; tests of the cache turn it on.
         "catalog": { "cache_ttl_ms": 0 },
+        // Each app its own topic and consumer groups on the process's broker.
+        "events": {
+            "brokers": crate::kafka::shared().address(),
+            "topic": format!("order-events-{database}"),
+            "group_prefix": format!("{database}-"),
+            "partitions": 2,
+            "relay_poll_ms": 200,
+        },
+        "worker": { "metrics_bind": "127.0.0.1:0", "sample_ms": 500 },
     })));
     let mut config: Config = figment.extract().unwrap();
     config.http = figment::Figment::from(figment::providers::Serialized::defaults(&config.http))
@@ -298,6 +325,8 @@ pub struct TestApp {
     pub state: AppState,
     pub shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The in-process worker (relay and consumers), started by the first `settle`.
+    pub worker: tokio::sync::OnceCell<tokio_util::sync::CancellationToken>,
 }
 
 impl TestApp {
@@ -333,6 +362,7 @@ impl TestApp {
             state,
             shutdown: Some(tx),
             server: Some(server),
+            worker: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -508,8 +538,43 @@ impl TestApp {
         user
     }
 
-    /// For every stock row: (on_hand, reserved) and what the ledger sums to.
+    /// Waits until every order event is published and applied by every consumer (the
+    /// worker runs in this process from the first call on).
+    pub async fn settle(&self) {
+        self.worker
+            .get_or_init(|| async {
+                let token = tokio_util::sync::CancellationToken::new();
+                tokio::spawn(shop::worker::run(self.state.clone(), token.clone()));
+                token
+            })
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (unpublished, unapplied): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM order_events WHERE published_at IS NULL),
+                        (SELECT count(*) FROM order_events e
+                           CROSS JOIN (VALUES ('inventory'), ('notifications'), ('fulfilment'), ('analytics')) c(name)
+                          WHERE NOT EXISTS (SELECT 1 FROM processed_events p
+                                             WHERE p.consumer = c.name AND p.event_id = e.id))",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+            if unpublished == 0 && unapplied == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "events not settled within 60 s: {unpublished} unpublished, {unapplied} consumer applications missing"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// For every stock row: (on_hand, reserved) and what the ledger sums to, once the order
+    /// events have been applied.
     pub async fn ledger_mismatches(&self) -> Vec<(i64, i64, i32, i32, i64, i64)> {
+        self.settle().await;
         sqlx::query_as(
             "SELECT s.variant_id, s.warehouse_id, s.on_hand, s.reserved,
                     coalesce(sum(m.on_hand_delta), 0)::bigint, coalesce(sum(m.reserved_delta), 0)::bigint
@@ -522,7 +587,10 @@ impl TestApp {
         .unwrap()
     }
 
+    /// (on_hand, reserved) of the product's stock row, once the order events have been
+    /// applied.
     pub async fn stock(&self, s: &Stocked) -> (i32, i32) {
+        self.settle().await;
         sqlx::query_as(
             "SELECT on_hand, reserved FROM stock WHERE variant_id = $1 AND warehouse_id = $2",
         )

@@ -344,6 +344,8 @@ async fn the_ledger_reads_newest_first_by_cursor() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    // The release follows the order.cancelled event.
+    app.settle().await;
     let body = json!({ "variant_id": sku.variant_id, "warehouse_id": sku.warehouse_id, "delta": 1, "reason": "found one" });
     assert_eq!(
         app.post("/api/v1/inventory/adjust", Some(&staff.token), body)

@@ -1,13 +1,17 @@
-//! API tests: the real app over HTTP against a real PostgreSQL.
+//! API tests: the real app over HTTP against a real PostgreSQL and a real Kafka-protocol
+//! broker (tansu).
 
 #[allow(dead_code)]
 mod harness;
+#[allow(dead_code)]
+mod kafka;
 
 mod auth;
 mod authz;
 mod cache;
 mod cart;
 mod catalog;
+mod events;
 mod fuzz;
 mod inventory;
 mod orders;

@@ -119,14 +119,7 @@ async fn pending_order(
 
 /// (on_hand, reserved) of the product's stock row.
 async fn stock(app: &TestApp, product: Stocked) -> (i32, i32) {
-    sqlx::query_as(
-        "SELECT on_hand, reserved FROM stock WHERE variant_id = $1 AND warehouse_id = $2",
-    )
-    .bind(product.variant_id)
-    .bind(product.warehouse_id)
-    .fetch_one(&app.pool)
-    .await
-    .unwrap()
+    app.stock(&product).await
 }
 
 async fn order_status(app: &TestApp, order: Uuid) -> String {
@@ -137,7 +130,9 @@ async fn order_status(app: &TestApp, order: Uuid) -> String {
         .unwrap()
 }
 
+/// A count over what the order's events lead to, once they are applied.
 async fn count(app: &TestApp, sql: &str, order: Uuid) -> i64 {
+    app.settle().await;
     sqlx::query_scalar(sql)
         .bind(order)
         .fetch_one(&app.pool)
@@ -146,6 +141,7 @@ async fn count(app: &TestApp, sql: &str, order: Uuid) -> i64 {
 }
 
 async fn movements(app: &TestApp, order: Uuid, kind: &str) -> i64 {
+    app.settle().await;
     sqlx::query_scalar("SELECT count(*) FROM inventory_movements WHERE order_id = $1 AND kind = $2")
         .bind(order)
         .bind(kind)
@@ -479,6 +475,7 @@ async fn paying_commits_the_stock_and_queues_the_confirmation() {
         ("pending_payment".into(), "paid".into(), Some(user.id))
     );
 
+    app.settle().await;
     let (recipient, template, payload): (String, String, Value) =
         sqlx::query_as("SELECT recipient, template, payload FROM email_outbox")
             .fetch_one(&app.pool)

@@ -41,6 +41,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
         state.config.events.brokers.is_some(),
         "events.brokers is not set (APP_EVENTS__BROKERS): the worker needs Kafka"
     );
+    crate::http::metrics::install();
     let mut tasks = JoinSet::new();
     tasks.spawn(relay::run(
         state.db.clone(),

@@ -30,6 +30,12 @@ fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// Installs the recorder; metrics recorded before it are lost. The API installs it with its
+/// first request, the worker when it starts.
+pub fn install() {
+    let _ = handle();
+}
+
 pub async fn track(request: Request, next: Next) -> Response {
     let _ = handle();
     let started = Instant::now();

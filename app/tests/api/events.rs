@@ -339,3 +339,161 @@ fn the_documented_event_schema_is_current() {
         "docs/events/order-event.v1.schema.json is stale; run with UPDATE_EVENT_SCHEMAS=1"
     );
 }
+
+/// A child process killed when the test ends, passes or fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `app worker` as its own process, configured like `app` through the environment.
+fn worker_process(app: &TestApp, metrics_port: u16) -> KillOnDrop {
+    use secrecy::ExposeSecret;
+    let config = &app.state.config;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_app"));
+    crate::harness::die_with_parent(&mut command);
+    command
+        .arg("worker")
+        .env_clear()
+        .env("APP_DATABASE__URL", &app.database_url)
+        .env(
+            "APP_AUTH__JWT_SECRET",
+            config.auth.jwt_secret.expose_secret(),
+        )
+        .env(
+            "APP_PAYMENTS__WEBHOOK_SECRET",
+            config.payments.webhook_secret.expose_secret(),
+        )
+        .env(
+            "APP_EVENTS__BROKERS",
+            config.events.brokers.as_deref().unwrap(),
+        )
+        .env("APP_EVENTS__TOPIC", &config.events.topic)
+        .env("APP_EVENTS__GROUP_PREFIX", &config.events.group_prefix)
+        .env(
+            "APP_EVENTS__PARTITIONS",
+            config.events.partitions.to_string(),
+        )
+        .env(
+            "APP_WORKER__METRICS_BIND",
+            format!("127.0.0.1:{metrics_port}"),
+        )
+        .env("APP_LOG__FILTER", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    KillOnDrop(command.spawn().expect("starting app worker"))
+}
+
+async fn applied(app: &TestApp) -> i64 {
+    scalar(app, "SELECT count(*) FROM processed_events").await
+}
+
+/// SIGKILL in the middle of the stream: what the dead worker applied stays applied once, and
+/// what it had not finished is applied by the next worker, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_stream_loses_nothing_and_repeats_nothing() {
+    let app = TestApp::spawn().await;
+    let product = app.stocked_product(100, 1000).await;
+    const ORDERS: i64 = 30;
+    for _ in 0..ORDERS {
+        paid_order(&app, &product, 1).await;
+    }
+    let total = ORDERS * 2 * 4;
+
+    let port = crate::harness::free_port();
+    let mut worker = worker_process(&app, port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = applied(&app).await;
+        assert!(
+            done < total,
+            "the worker finished before it could be killed: make the stream longer"
+        );
+        if done > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker applied nothing within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    worker.0.kill().unwrap();
+    worker.0.wait().unwrap();
+    let at_kill = applied(&app).await;
+    assert!(at_kill < total);
+
+    let mut worker = worker_process(&app, port);
+    app.settled().await;
+    let counts = effects(&app).await;
+    assert_eq!(
+        counts,
+        json!({ "commits": ORDERS, "emails": ORDERS, "warehouse_requests": ORDERS,
+                "sales": ORDERS, "revenue": ORDERS * 595, "processed": total })
+    );
+    assert_eq!(app.stock(&product).await, (1000 - ORDERS as i32, 0));
+
+    // Its metrics, for dashboards and autoscaling.
+    let metrics = app
+        .client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "events_consumed_total",
+        "events_published_total",
+        "events_consumer_latency_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+
+    // SIGTERM: it stops consuming, finishes, and exits cleanly.
+    unsafe { libc::kill(worker.0.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let status = loop {
+        if let Some(status) = worker.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not stop within its grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn the_worker_refuses_to_start_without_brokers() {
+    let app = TestApp::spawn().await;
+    use secrecy::ExposeSecret;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_app"))
+        .arg("worker")
+        .env_clear()
+        .env("APP_DATABASE__URL", &app.database_url)
+        .env(
+            "APP_AUTH__JWT_SECRET",
+            app.state.config.auth.jwt_secret.expose_secret(),
+        )
+        .env(
+            "APP_PAYMENTS__WEBHOOK_SECRET",
+            app.state.config.payments.webhook_secret.expose_secret(),
+        )
+        .env("APP_WORKER__METRICS_BIND", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("events.brokers is not set (APP_EVENTS__BROKERS)"),
+        "{stderr}"
+    );
+}

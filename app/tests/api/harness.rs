@@ -323,6 +323,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub pool: PgPool,
     pub state: AppState,
+    pub database_url: String,
     pub shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// The in-process worker (relay and consumers), started by the first `settle`.
@@ -346,6 +347,7 @@ impl TestApp {
         let (url, pool) = database().await;
         let mut config = config(&url);
         adjust(&mut config);
+        let database_url = url.clone();
         let db = Db::connect_lazy(&config.database).unwrap();
         let mut state = AppState::new(config, db);
         adjust_state(&mut state);
@@ -360,6 +362,7 @@ impl TestApp {
             client: reqwest::Client::builder().no_proxy().build().unwrap(),
             pool,
             state,
+            database_url,
             shutdown: Some(tx),
             server: Some(server),
             worker: tokio::sync::OnceCell::new(),
@@ -548,6 +551,12 @@ impl TestApp {
                 token
             })
             .await;
+        self.settled().await;
+    }
+
+    /// Waits until every order event is published and applied by every consumer, by
+    /// whatever worker runs.
+    pub async fn settled(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let (unpublished, unapplied): (i64, i64) = sqlx::query_as(

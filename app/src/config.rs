@@ -27,6 +27,12 @@ pub struct Config {
     pub catalog: crate::catalog::cache::CacheConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub jobs: crate::jobs::config::JobsConfig,
+    #[serde(default)]
+    pub smtp: crate::jobs::config::SmtpConfig,
+    #[serde(default)]
+    pub worker: crate::jobs::config::WorkerConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -243,6 +249,8 @@ impl Config {
         if self.shop.shipping_flat_minor < 0 || self.shop.free_shipping_from_minor < 0 {
             return invalid("shop", "shipping amounts must not be negative");
         }
+        self.jobs.check()?;
+        self.smtp.check()?;
         Ok(())
     }
 }

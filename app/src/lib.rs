@@ -2,7 +2,8 @@
 //!
 //! One module per domain (auth, users, catalog, cart, orders, payments, inventory), each
 //! owning its routes, types and queries; the platform around them (config, errors, HTTP
-//! middleware, telemetry, OpenAPI) lives beside them.
+//! middleware, telemetry, OpenAPI) lives beside them; `jobs` is the background work of
+//! `app worker` (RabbitMQ).
 
 pub mod auth;
 pub mod cart;
@@ -12,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod inventory;
+pub mod jobs;
 pub mod money;
 pub mod openapi;
 pub mod orders;

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use shop::{config::Config, db::Db, AppState};
 
 #[derive(Parser)]
-#[command(name = "app", version, about = "The shop API: serve, migrate, seed")]
+#[command(
+    name = "app",
+    version,
+    about = "The shop API: serve, run background jobs, migrate, seed"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,6 +24,13 @@ enum Command {
         /// Apply pending migrations before serving.
         #[arg(long)]
         migrate: bool,
+    },
+    /// Run the background jobs (RabbitMQ): publish the job outbox, consume the emails and
+    /// payments queues. Runs until SIGTERM or Ctrl-C, then finishes jobs in flight.
+    Worker {
+        /// Serve Prometheus metrics at http://ADDR/metrics (default: worker.metrics_bind).
+        #[arg(long, value_name = "ADDR")]
+        metrics_bind: Option<std::net::SocketAddr>,
     },
     /// Apply pending database migrations.
     Migrate,
@@ -80,6 +91,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 shop::http::shutdown_signal(),
             )
             .await?;
+        }
+        Command::Worker { metrics_bind } => {
+            let bind = metrics_bind.unwrap_or(config.worker.metrics_bind);
+            let _ = shop::http::metrics::handle(); // installs the recorder before any job runs
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("binding the metrics listener {bind}"))?;
+            tracing::info!(address = %listener.local_addr()?, "worker metrics at /metrics");
+            let metrics = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(|| async {
+                    (
+                        [("content-type", "text/plain; version=0.0.4")],
+                        shop::http::metrics::handle().render(),
+                    )
+                }),
+            );
+            tokio::spawn(async move { axum::serve(listener, metrics).await });
+            // Further workers (Kafka consumers, relays) join here, beside the jobs.
+            shop::jobs::run(AppState::new(config, db), shop::http::shutdown_signal()).await?;
+            tracing::info!("worker stopped");
         }
         Command::Migrate => {
             db.migrate().await.context("applying migrations")?;

@@ -103,6 +103,7 @@ pub async fn pay_order(
             settle(
                 &mut tx,
                 order_id,
+                payment.id,
                 order.total,
                 Some(user.id),
                 "payment succeeded",

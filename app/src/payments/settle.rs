@@ -12,10 +12,11 @@ use crate::{
 };
 
 /// In the caller's transaction: the order becomes paid, which commits its reserved stock,
-/// and the confirmation email is queued.
+/// and the payment receipt email is queued.
 pub async fn settle(
     conn: &mut PgConnection,
     order_id: Uuid,
+    payment_id: Uuid,
     total: Money,
     actor_id: Option<Uuid>,
     reason: &str,
@@ -28,5 +29,5 @@ pub async fn settle(
         Some(reason),
     )
     .await?;
-    repo::queue_confirmation(&mut *conn, order_id, total).await
+    repo::queue_receipt(&mut *conn, order_id, payment_id, total).await
 }

@@ -98,7 +98,8 @@ pub fn render(template: &str, data: &Value) -> Result<(String, String), String> 
             Ok((
                 "Your payment was received".into(),
                 format!(
-                    "Thank you: we received your payment of {} for order {}.\n\n\
+                    "Thank you: we received your payment of {}.\n\n\
+                     Order: {}\n\n\
                      We will let you know when it ships.\n",
                     amount(minor, currency),
                     field("order_id")?

@@ -121,8 +121,9 @@ fn not_refundable(status: OrderStatus) -> ApiError {
 ///
 /// When the gateway is briefly unavailable and the shop runs background jobs, the refund is
 /// queued instead (202): a job retries it with backoff until the gateway answers, then
-/// refunds exactly once and moves the order to `refunded`. Asking again while it is queued
-/// answers 202 again and queues nothing more. Without background jobs the answer is 503.
+/// refunds exactly once and moves the order to `refunded`. Asking again while the job waits
+/// tries the gateway again: 200 if it answers now (the job then finds the order refunded and
+/// stops), else 202 without a second job. Without background jobs the answer is 503.
 #[utoipa::path(
     post,
     path = "/orders/{id}/refund",

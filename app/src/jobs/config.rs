@@ -206,3 +206,48 @@ impl WorkerConfig {
         Duration::from_millis(self.shutdown_grace_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_retry_delay_repeats() {
+        let config = JobsConfig::default();
+        let delays: Vec<u64> = (1..=5).map(|a| config.retry_delay_ms(a)).collect();
+        assert_eq!(delays, [1_000, 5_000, 25_000, 25_000, 25_000]);
+    }
+
+    #[test]
+    fn bad_values_name_their_key_and_variable() {
+        let message = |config: JobsConfig| config.check().unwrap_err().to_string();
+        let no_delays = JobsConfig {
+            retry_delays_ms: vec![],
+            ..JobsConfig::default()
+        };
+        assert!(message(no_delays).contains("jobs.retry_delays_ms (APP_JOBS__RETRY_DELAYS_MS)"));
+        let no_attempts = JobsConfig {
+            max_attempts: 0,
+            ..JobsConfig::default()
+        };
+        assert!(message(no_attempts).contains("APP_JOBS__MAX_ATTEMPTS"));
+        let idle = JobsConfig {
+            emails: QueueConfig {
+                prefetch: 1,
+                concurrency: 0,
+            },
+            ..JobsConfig::default()
+        };
+        assert!(message(idle).contains("APP_JOBS__EMAILS__CONCURRENCY"));
+        let smtp = SmtpConfig {
+            from: "not an address".into(),
+            ..SmtpConfig::default()
+        };
+        assert!(smtp
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("smtp.from (APP_SMTP__FROM)"));
+        assert!(JobsConfig::default().check().is_ok() && SmtpConfig::default().check().is_ok());
+    }
+}

@@ -88,6 +88,16 @@ struct WorkerProcess {
 
 impl WorkerProcess {
     fn start(app: &TestApp, rabbit: &RabbitServer, sink: &SmtpSink) -> WorkerProcess {
+        Self::start_with(app, rabbit, sink, &[])
+    }
+
+    /// With more `APP_*` settings.
+    fn start_with(
+        app: &TestApp,
+        rabbit: &RabbitServer,
+        sink: &SmtpSink,
+        settings: &[(&str, &str)],
+    ) -> WorkerProcess {
         use secrecy::ExposeSecret;
         use std::os::unix::process::CommandExt;
         let metrics = std::net::TcpListener::bind("127.0.0.1:0")
@@ -120,6 +130,7 @@ impl WorkerProcess {
             .env("APP_SMTP__PORT", sink.port.to_string())
             .env("APP_WORKER__SHUTDOWN_GRACE_MS", "10000")
             .env("APP_LOG__FILTER", "info")
+            .envs(settings.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.reopen().unwrap())
             .stderr(log.reopen().unwrap());
@@ -362,15 +373,7 @@ async fn a_worker_killed_mid_job_sends_the_email_once() {
     let mut first = WorkerProcess::start(&app, &rabbit, &sink);
     enqueue(&app, "kill-test:1", "someone@example.com").await;
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sink.connections() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the worker never reached the SMTP server; its log:\n{}",
-            first.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_connection(&sink, 1, &first).await;
     first.signal(libc::SIGKILL);
     first.exit(Duration::from_secs(10)).await;
     assert_eq!(sink.messages().len(), 0);
@@ -404,6 +407,74 @@ async fn a_worker_killed_mid_job_sends_the_email_once() {
         "{metrics}"
     );
     assert!(metrics.contains("job_duration_seconds_bucket"), "{metrics}");
+}
+
+/// Waits (at most 30 s) until the worker holds a connection to the sink: the job is in
+/// flight, waiting for the greeting.
+async fn wait_for_connection(sink: &SmtpSink, at_least: usize, worker: &WorkerProcess) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sink.connections() < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never reached the SMTP server; its log:\n{}",
+            worker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_kills_every_worker_is_dead_lettered_by_the_broker() {
+    let rabbit = RabbitServer::start();
+    let sink = SmtpSink::start_with_delay(5.0);
+    let app = TestApp::spawn().await;
+    enqueue(&app, "crash:1", "someone@example.com").await;
+    // Delivered, then returned by a killed worker twice: more than the limit of 1.
+    for round in 1..=2 {
+        let mut worker =
+            WorkerProcess::start_with(&app, &rabbit, &sink, &[("APP_JOBS__DELIVERY_LIMIT", "1")]);
+        wait_for_connection(&sink, round, &worker).await;
+        worker.signal(libc::SIGKILL);
+        worker.exit(Duration::from_secs(10)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while depth(&rabbit, "emails.dlq").await < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the broker did not dead-letter the job"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(depth(&rabbit, "emails").await, 0);
+    let connection = amqp(&rabbit).await;
+    let channel = connection.create_channel().await.unwrap();
+    let message = channel
+        .basic_get("emails.dlq".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("the dead letter");
+    assert_eq!(
+        message
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|k| k.as_str()),
+        Some("crash:1")
+    );
+    let headers = message.delivery.properties.headers().clone().unwrap();
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
+        panic!("no x-death header: {headers:?}");
+    };
+    let Some(AMQPValue::FieldTable(death)) = deaths.as_slice().first() else {
+        panic!("{deaths:?}");
+    };
+    assert_eq!(
+        death.inner().get("reason"),
+        Some(&AMQPValue::LongString("delivery_limit".into()))
+    );
+    let _ = connection.close(200, "".into()).await;
+    assert_eq!(sink.messages().len(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -670,15 +741,7 @@ async fn sigterm_lets_the_job_in_flight_finish() {
     let app = TestApp::spawn().await;
     let mut worker = WorkerProcess::start(&app, &rabbit, &sink);
     enqueue(&app, "sigterm:1", "someone@example.com").await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sink.connections() == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "no SMTP connection; log:\n{}",
-            worker.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_connection(&sink, 1, &worker).await;
     worker.signal(libc::SIGTERM);
     let status = worker.exit(Duration::from_secs(20)).await;
     assert!(status.success(), "{status}; log:\n{}", worker.log());

@@ -749,3 +749,55 @@ async fn sigterm_lets_the_job_in_flight_finish() {
     assert_eq!(count(&app, "SELECT count(*) FROM sent_emails").await, 1);
     assert_eq!(depth(&rabbit, "emails").await, 0, "and was acknowledged");
 }
+
+#[tokio::test]
+async fn migration_0008_moves_the_unsent_emails_into_the_job_outbox() {
+    let server = crate::harness::server();
+    let name = format!("migrate_{}", Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&server.url("postgres"))
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let pool = sqlx::PgPool::connect(&server.url(&name)).await.unwrap();
+    let migrations: Vec<_> = shop::db::MIGRATOR.iter().collect();
+    for m in migrations.iter().filter(|m| m.version < 8) {
+        sqlx::raw_sql(&m.sql).execute(&pool).await.unwrap();
+    }
+    let (unsent, sent) = (Uuid::now_v7(), Uuid::now_v7());
+    sqlx::query(
+        "INSERT INTO email_outbox (id, recipient, template, payload, sent_at)
+         VALUES ($1, 'a@example.com', 'password_reset', '{\"token\": \"t1\"}', NULL),
+                ($2, 'b@example.com', 'password_reset', '{\"token\": \"t2\"}', now())",
+    )
+    .bind(unsent)
+    .bind(sent)
+    .execute(&pool)
+    .await
+    .unwrap();
+    for m in migrations.iter().filter(|m| m.version >= 8) {
+        sqlx::raw_sql(&m.sql).execute(&pool).await.unwrap();
+    }
+    let jobs: Vec<(Uuid, String, String, String, serde_json::Value)> =
+        sqlx::query_as("SELECT id, queue, kind, key, payload FROM job_outbox")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        jobs,
+        vec![(
+            unsent,
+            "emails".to_owned(),
+            "email".to_owned(),
+            format!("email-outbox:{unsent}"),
+            json!({ "recipient": "a@example.com", "template": "password_reset", "data": { "token": "t1" } })
+        )]
+    );
+    pool.close().await;
+    sqlx::query(&format!("DROP DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}

@@ -17,10 +17,13 @@ declare -A packages=(
   [hyperfine]=hyperfine
   [wrk]=wrk
   [psql]=postgresql-client
+  # The job tests start their own broker node on loopback ports. Debian installs its
+  # commands under /usr/sbin, which is not on every user's PATH: checked there too.
+  [rabbitmq-server]=rabbitmq-server
 )
 missing=()
 for cmd in "${!packages[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${packages[$cmd]}")
 done
 # The PostgreSQL server (the API tests start their own on a loopback port). Debian keeps
 # its binaries off PATH, in a versioned directory; pg_trgm comes with the server package.
@@ -39,7 +42,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Python tools (moto_server, checkov, schemathesis) at pinned versions.
+# Python tools (moto_server, checkov, schemathesis, aiosmtpd) at pinned versions.
 want=$(sha256sum "$root/tests/requirements.txt" | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ]; then
   say "creating $venv"

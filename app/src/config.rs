@@ -31,6 +31,10 @@ pub struct Config {
     pub worker: crate::worker::WorkerConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub jobs: crate::jobs::config::JobsConfig,
+    #[serde(default)]
+    pub smtp: crate::jobs::config::SmtpConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -267,6 +271,8 @@ impl Config {
         if self.shop.shipping_flat_minor < 0 || self.shop.free_shipping_from_minor < 0 {
             return invalid("shop", "shipping amounts must not be negative");
         }
+        self.jobs.check()?;
+        self.smtp.check()?;
         Ok(())
     }
 }

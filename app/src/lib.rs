@@ -2,8 +2,8 @@
 //!
 //! One module per domain (auth, users, catalog, cart, orders, payments, inventory), each
 //! owning its routes, types and queries; the platform around them (config, errors, HTTP
-//! middleware, telemetry, OpenAPI) lives beside them. `events` and `worker` are the
-//! background side: order events through Kafka and the work that follows them.
+//! middleware, telemetry, OpenAPI) lives beside them. The background side runs in
+//! `app worker`: `events` (order events through Kafka) and `jobs` (RabbitMQ work queues).
 
 pub mod auth;
 pub mod cart;
@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod inventory;
+pub mod jobs;
 pub mod money;
 pub mod openapi;
 pub mod orders;

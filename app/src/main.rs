@@ -10,7 +10,7 @@ use shop::{config::Config, db::Db, AppState};
 #[command(
     name = "app",
     version,
-    about = "The shop API: serve, work, migrate, seed"
+    about = "The shop API: serve, run background work, migrate, seed"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -25,9 +25,14 @@ enum Command {
         #[arg(long)]
         migrate: bool,
     },
-    /// Run the background work: relay order events to Kafka and run their consumers (until
-    /// SIGTERM or Ctrl-C, then finish work in flight). Serves /metrics on worker.metrics_bind.
-    Worker,
+    /// Run the background work: relay order events to Kafka and run their consumers; publish
+    /// the job outbox to RabbitMQ and work the emails and payments queues. Runs until SIGTERM
+    /// or Ctrl-C, then finishes work in flight.
+    Worker {
+        /// Serve Prometheus metrics at http://ADDR/metrics (default: worker.metrics_bind).
+        #[arg(long, value_name = "ADDR")]
+        metrics_bind: Option<std::net::SocketAddr>,
+    },
     /// Apply pending database migrations.
     Migrate,
     /// Load demo data: categories, brands, tags, products with variants, stock; and, when
@@ -88,15 +93,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
         }
-        Command::Worker => {
-            let listener = tokio::net::TcpListener::bind(config.worker.metrics_bind)
+        Command::Worker { metrics_bind } => {
+            let bind = metrics_bind.unwrap_or(config.worker.metrics_bind);
+            let listener = tokio::net::TcpListener::bind(bind)
                 .await
-                .with_context(|| {
-                    format!(
-                        "binding {} (worker.metrics_bind)",
-                        config.worker.metrics_bind
-                    )
-                })?;
+                .with_context(|| format!("binding the metrics listener {bind}"))?;
+            tracing::info!(address = %listener.local_addr()?, "worker metrics at /metrics");
             let state = AppState::new(config, db);
             let shutdown = tokio_util::sync::CancellationToken::new();
             let metrics = axum::serve(listener, shop::http::worker_router(state.clone()))

@@ -1,6 +1,7 @@
 //! `app worker`: the background side of the shop. It relays the order-event outbox to Kafka
-//! and runs the event consumers, until asked to stop; then it lets work in flight finish
-//! (an event interrupted mid-way is redelivered, its offset never having been stored).
+//! and runs the event consumers (`events`), and publishes and works the RabbitMQ job queues
+//! (`jobs`), until asked to stop; then it lets work in flight finish (an event or job
+//! interrupted mid-way is redelivered: its offset was never stored, its message never acked).
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -24,6 +25,12 @@ pub struct WorkerConfig {
     pub sample_ms: u64,
 }
 
+impl WorkerConfig {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
@@ -37,25 +44,42 @@ impl Default for WorkerConfig {
 /// Runs the relay and every consumer until `shutdown`, then waits up to the grace period
 /// for them to finish.
 pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let events = state.config.events.brokers.is_some();
+    let jobs = state.config.jobs.amqp_url.is_some();
     anyhow::ensure!(
-        state.config.events.brokers.is_some(),
-        "events.brokers is not set (APP_EVENTS__BROKERS): the worker needs Kafka"
+        events || jobs,
+        "nothing to do: set events.brokers (APP_EVENTS__BROKERS) for the order events, \
+         jobs.amqp_url (APP_JOBS__AMQP_URL) for the job queues, or both"
     );
     crate::http::metrics::install();
     let mut tasks = JoinSet::new();
-    tasks.spawn(relay::run(
-        state.db.clone(),
-        state.config.events.clone(),
-        shutdown.clone(),
-    ));
-    for consumer in Consumer::ALL {
-        for _ in 0..state.config.events.consumer_instances {
-            tasks.spawn(consume::run(state.clone(), consumer, shutdown.clone()));
+    if events {
+        tasks.spawn(relay::run(
+            state.db.clone(),
+            state.config.events.clone(),
+            shutdown.clone(),
+        ));
+        for consumer in Consumer::ALL {
+            for _ in 0..state.config.events.consumer_instances {
+                tasks.spawn(consume::run(state.clone(), consumer, shutdown.clone()));
+            }
         }
+        tasks.spawn(sample(state.clone(), shutdown.clone()));
+    } else {
+        tracing::warn!("events.brokers is not set: order events stay in the outbox");
     }
-    tasks.spawn(sample(state.clone(), shutdown.clone()));
+    if jobs {
+        tasks.spawn(crate::jobs::run(
+            state.clone(),
+            shutdown.clone().cancelled_owned(),
+        ));
+    } else {
+        tracing::warn!(
+            "jobs.amqp_url is not set: emails and queued refunds stay in the job outbox"
+        );
+    }
 
-    let grace = Duration::from_millis(state.config.worker.shutdown_grace_ms);
+    let grace = state.config.worker.shutdown_grace();
     let mut result = Ok(());
     loop {
         let next = tokio::select! {

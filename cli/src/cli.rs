@@ -87,6 +87,90 @@ pub enum Command {
 
     /// List the environments defined under environments/.
     Envs,
+
+    /// Background jobs on RabbitMQ: dead-lettered jobs, listed and replayed.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// The dead-letter queues (emails.dlq, payments.dlq): jobs that failed for good.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Show the dead-lettered jobs; they stay in their queue.
+    #[command(
+        after_help = "The broker is the environment's [jobs] amqp_url (password from the variable \
+        it names, SHOPCTL_AMQP_PASSWORD by default) or --amqp-url.\n\nExamples:\n  \
+        shopctl jobs dlq list local\n  shopctl jobs dlq list --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f --json"
+    )]
+    List(DlqListArgs),
+
+    /// Move dead-lettered jobs back to their work queue, to run again.
+    #[command(
+        after_help = "Each job is published to its work queue with a publisher confirm and only then \
+        removed from the dead-letter queue: nothing is lost. Asks first; without a terminal, --yes \
+        is required.\n\nExamples:\n  shopctl jobs dlq replay local --queue emails --key password-reset:0190...\n  \
+        shopctl jobs dlq replay local --all --yes"
+    )]
+    Replay(DlqReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// The environment whose broker to use ([jobs] in environments/<env>.toml).
+    #[arg(value_name = "ENV", required_unless_present = "amqp_url")]
+    pub env: Option<String>,
+
+    /// The broker's URL, instead of an environment's (amqp://user:password@host:port/vhost).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SHOPCTL_AMQP_URL",
+        hide_env_values = true
+    )]
+    pub amqp_url: Option<String>,
+
+    /// Only this queue's dead letters (default: every queue).
+    #[arg(long, value_name = "QUEUE", value_parser = ["emails", "payments"])]
+    pub queue: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqListArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqReplayArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+
+    /// Replay the jobs with this key (the message id).
+    #[arg(
+        long,
+        value_name = "KEY",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub key: Option<String>,
+
+    /// Replay every dead-lettered job (of --queue, if given).
+    #[arg(long)]
+    pub all: bool,
+
+    /// Do not ask for confirmation (required when there is no terminal).
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

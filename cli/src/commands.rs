@@ -21,6 +21,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Doctor(args) = &cli.command {
         return doctor(args);
     }
+    if let Command::Jobs(command) = cli.command {
+        return block_on(crate::jobs::run(cli.project_dir.as_deref(), command));
+    }
     let project = Project::find(cli.project_dir.as_deref())?;
     match cli.command {
         Command::Render(args) => render(&project, &args),
@@ -32,7 +35,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Destroy(args) => block_on(change(&project, &args, Change::Destroy)),
         Command::Status(args) => block_on(status(&project, &args)),
         Command::Envs => envs(&project),
-        Command::Doctor(_) => unreachable!("handled above"),
+        Command::Doctor(_) | Command::Jobs(_) => unreachable!("handled above"),
     }
 }
 

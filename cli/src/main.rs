@@ -7,6 +7,7 @@ mod config;
 mod confirm;
 mod doctor;
 mod emulator;
+mod jobs;
 mod project;
 mod render;
 mod state_bucket;

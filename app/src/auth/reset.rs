@@ -1,5 +1,5 @@
 //! Password reset tokens: opaque, stored as hashes, short-lived and single use. The email
-//! that carries one is written to `email_outbox` in the same transaction.
+//! that carries one is queued (the job outbox) in the same transaction.
 
 use serde_json::json;
 use sqlx::PgConnection;
@@ -23,24 +23,24 @@ pub async fn request(conn: &mut PgConnection, email: &str, ttl_s: u64) -> Result
         return Ok(());
     };
     let (token, hash) = opaque_token();
+    let id = Uuid::now_v7();
     sqlx::query!(
         "INSERT INTO password_resets (id, user_id, token_hash, expires_at)
          VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
-        Uuid::now_v7(),
+        id,
         user.id,
         hash,
         ttl_s as f64,
     )
     .execute(&mut *conn)
     .await?;
-    sqlx::query!(
-        "INSERT INTO email_outbox (id, recipient, template, payload) VALUES ($1, $2, $3, $4)",
-        Uuid::now_v7(),
-        user.email,
+    crate::jobs::enqueue_email(
+        &mut *conn,
+        &format!("password-reset:{id}"),
+        &user.email,
         EMAIL_TEMPLATE,
         json!({ "token": token, "user_id": user.id }),
     )
-    .execute(&mut *conn)
     .await?;
     Ok(())
 }

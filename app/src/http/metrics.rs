@@ -12,8 +12,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::state::AppState;
 
-/// The recorder is process-wide; tests start many apps in one process and share it.
-fn handle() -> &'static PrometheusHandle {
+/// The recorder is process-wide; tests start many apps in one process and share it. The
+/// worker (`app worker`) renders the same recorder on its own listener.
+pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let buckets = [
@@ -24,6 +25,8 @@ fn handle() -> &'static PrometheusHandle {
                 Matcher::Full("http_request_duration_seconds".into()),
                 &buckets,
             )
+            .expect("buckets are not empty")
+            .set_buckets_for_metric(Matcher::Full("job_duration_seconds".into()), &buckets)
             .expect("buckets are not empty")
             .install_recorder()
             .expect("no other metrics recorder is installed")

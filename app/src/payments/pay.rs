@@ -100,7 +100,15 @@ pub async fn pay_order(
                 attempt(Some(reference), PaymentStatus::Succeeded, None),
             )
             .await?;
-            settle(&mut tx, order_id, Some(user.id), "payment succeeded").await?;
+            settle(
+                &mut tx,
+                order_id,
+                payment.id,
+                order.total,
+                Some(user.id),
+                "payment succeeded",
+            )
+            .await?;
             (payment, None)
         }
         Ok(ChargeOutcome::Declined { reference, code }) => {

@@ -335,21 +335,29 @@ pub async fn set_status(
     .into_payment()
 }
 
-/// Queues the order confirmation email (delivered by the outbox worker) to the order's owner.
-pub async fn queue_confirmation(
+/// Queues the payment receipt email (sent by the worker) to the order's owner, keyed by the
+/// payment so that one payment is at most one receipt.
+pub async fn queue_receipt(
     conn: &mut PgConnection,
     order_id: Uuid,
+    payment_id: Uuid,
     total: Money,
 ) -> Result<(), ApiError> {
-    let payload = serde_json::json!({ "order_id": order_id, "total": total });
-    sqlx::query!(
-        "INSERT INTO email_outbox (id, recipient, template, payload)
-         SELECT $1, u.email, 'order_confirmation', $3 FROM orders o JOIN users u ON u.id = o.user_id WHERE o.id = $2",
-        Uuid::now_v7(),
+    let recipient = sqlx::query_scalar!(
+        "SELECT u.email FROM orders o JOIN users u ON u.id = o.user_id WHERE o.id = $1",
         order_id,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let payload =
+        serde_json::json!({ "order_id": order_id, "payment_id": payment_id, "total": total });
+    crate::jobs::enqueue_email(
+        conn,
+        &format!("payment-receipt:{payment_id}"),
+        &recipient,
+        "payment_receipt",
         payload,
     )
-    .execute(conn)
     .await?;
     Ok(())
 }

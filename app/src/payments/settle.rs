@@ -4,16 +4,21 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::repo;
 use crate::{
     error::ApiError,
+    money::Money,
     orders::{transition::transition, OrderStatus},
 };
 
-/// In the caller's transaction: the order becomes paid. Its order.paid event then commits the
-/// reserved stock and queues the confirmation email (events/consumers/).
+/// In the caller's transaction: the order becomes paid and the payment receipt email is
+/// queued. The order.paid event then commits the reserved stock and queues the order
+/// confirmation (events/consumers/).
 pub async fn settle(
     conn: &mut PgConnection,
     order_id: Uuid,
+    payment_id: Uuid,
+    total: Money,
     actor_id: Option<Uuid>,
     reason: &str,
 ) -> Result<(), ApiError> {
@@ -25,5 +30,5 @@ pub async fn settle(
         Some(reason),
     )
     .await?;
-    Ok(())
+    repo::queue_receipt(&mut *conn, order_id, payment_id, total).await
 }

@@ -216,6 +216,8 @@ async fn apply(conn: &mut PgConnection, event: &WebhookEvent) -> Result<WebhookS
                 settle(
                     &mut *conn,
                     order_id,
+                    payment.id,
+                    order.total,
                     None,
                     "payment succeeded (gateway webhook)",
                 )

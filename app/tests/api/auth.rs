@@ -49,7 +49,8 @@ fn refresh_token(body: &Value) -> String {
 /// The reset token in the newest password reset email to `email`.
 async fn reset_token_sent_to(app: &TestApp, email: &str) -> String {
     let payload: Value = sqlx::query_scalar(
-        "SELECT payload FROM email_outbox WHERE recipient = $1 AND template = 'password_reset'
+        "SELECT payload->'data' FROM job_outbox
+         WHERE payload->>'recipient' = $1 AND payload->>'template' = 'password_reset'
          ORDER BY created_at DESC LIMIT 1",
     )
     .bind(email)
@@ -402,7 +403,7 @@ async fn password_reset_end_to_end() {
         .await;
     assert_eq!((status, body), (StatusCode::ACCEPTED, Value::Null));
     let emails: Vec<(String, Value)> = sqlx::query_as(
-        "SELECT recipient, payload FROM email_outbox WHERE template = 'password_reset'",
+        "SELECT payload->>'recipient', payload->'data' FROM job_outbox WHERE payload->>'template' = 'password_reset'",
     )
     .fetch_all(&app.pool)
     .await

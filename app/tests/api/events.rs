@@ -52,7 +52,7 @@ async fn scalar(app: &TestApp, sql: &str) -> i64 {
 async fn effects(app: &TestApp) -> Value {
     let row: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM inventory_movements WHERE kind = 'commit'),
-                (SELECT count(*) FROM email_outbox WHERE template = 'order_confirmation'),
+                (SELECT count(*) FROM job_outbox WHERE payload->>'template' = 'order_confirmation'),
                 (SELECT count(*) FROM warehouse_requests),
                 (SELECT coalesce(sum(orders), 0)::bigint FROM sales_daily),
                 (SELECT coalesce(sum(revenue_minor), 0)::bigint FROM sales_daily),
@@ -472,7 +472,7 @@ async fn a_worker_killed_mid_stream_loses_nothing_and_repeats_nothing() {
 }
 
 #[tokio::test]
-async fn the_worker_refuses_to_start_without_brokers() {
+async fn the_worker_refuses_to_start_with_nothing_to_do() {
     let app = TestApp::spawn().await;
     use secrecy::ExposeSecret;
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_app"))
@@ -493,7 +493,8 @@ async fn the_worker_refuses_to_start_without_brokers() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("events.brokers is not set (APP_EVENTS__BROKERS)"),
+        stderr.contains("set events.brokers (APP_EVENTS__BROKERS)")
+            && stderr.contains("jobs.amqp_url (APP_JOBS__AMQP_URL)"),
         "{stderr}"
     );
 }

@@ -54,16 +54,16 @@ impl PaymentGateway for RecordingGateway {
 }
 
 /// Like `TestApp::spawn`, with `gateway` in place of the test gateway.
-async fn spawn_with_gateway(gateway: Arc<dyn PaymentGateway>) -> TestApp {
+pub(crate) async fn spawn_with_gateway(gateway: Arc<dyn PaymentGateway>) -> TestApp {
     TestApp::spawn_with_state(|_| {}, |state| state.gateway = gateway).await
 }
 
-fn card(number: &str) -> Value {
+pub(crate) fn card(number: &str) -> Value {
     json!({ "card": { "number": number, "exp_month": 12, "exp_year": 2099, "cvc": "987" } })
 }
 
 /// Stores a card for `user`; returns its id.
-async fn add_card(app: &TestApp, user: &User, number: &str) -> Uuid {
+pub(crate) async fn add_card(app: &TestApp, user: &User, number: &str) -> Uuid {
     let (status, body) = app
         .post("/api/v1/payment-methods", Some(&user.token), card(number))
         .await;
@@ -73,7 +73,7 @@ async fn add_card(app: &TestApp, user: &User, number: &str) -> Uuid {
 
 /// An order of `quantity` units awaiting payment, made directly in the database the way
 /// checkout makes it: the units are reserved through the ledger in the same transaction.
-async fn pending_order(
+pub(crate) async fn pending_order(
     app: &TestApp,
     user: &User,
     product: Stocked,
@@ -122,7 +122,7 @@ async fn stock(app: &TestApp, product: Stocked) -> (i32, i32) {
     app.stock(&product).await
 }
 
-async fn order_status(app: &TestApp, order: Uuid) -> String {
+pub(crate) async fn order_status(app: &TestApp, order: Uuid) -> String {
     sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
         .bind(order)
         .fetch_one(&app.pool)
@@ -150,7 +150,12 @@ async fn movements(app: &TestApp, order: Uuid, kind: &str) -> i64 {
         .unwrap()
 }
 
-async fn pay(app: &TestApp, user: &User, order: Uuid, method: Uuid) -> (StatusCode, Value) {
+pub(crate) async fn pay(
+    app: &TestApp,
+    user: &User,
+    order: Uuid,
+    method: Uuid,
+) -> (StatusCode, Value) {
     app.post(
         &format!("/api/v1/orders/{order}/pay"),
         Some(&user.token),
@@ -233,7 +238,7 @@ async fn cards_are_stored_as_gateway_tokens_only() {
     let rows: Vec<String> = sqlx::query_scalar(
         "SELECT row_to_json(pm)::text FROM payment_methods pm
          UNION ALL SELECT row_to_json(p)::text FROM payments p
-         UNION ALL SELECT row_to_json(e)::text FROM email_outbox e",
+         UNION ALL SELECT row_to_json(e)::text FROM job_outbox e",
     )
     .fetch_all(&app.pool)
     .await
@@ -476,18 +481,20 @@ async fn paying_commits_the_stock_and_queues_the_confirmation() {
     );
 
     app.settle().await;
-    let (recipient, template, payload): (String, String, Value) =
-        sqlx::query_as("SELECT recipient, template, payload FROM email_outbox")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let (recipient, template, payload): (String, String, Value) = sqlx::query_as(
+        "SELECT payload->>'recipient', payload->>'template', payload->'data' FROM job_outbox
+         WHERE payload->>'template' = 'payment_receipt'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
     assert_eq!(
         (recipient.as_str(), template.as_str()),
-        (user.email.as_str(), "order_confirmation")
+        (user.email.as_str(), "payment_receipt")
     );
     assert_eq!(
         payload,
-        json!({ "order_id": order, "total": { "amount_minor": 3750, "currency": "EUR" } })
+        json!({ "order_id": order, "payment_id": body["payment"]["id"], "total": { "amount_minor": 3750, "currency": "EUR" } })
     );
 
     let (status, listed) = app
@@ -540,7 +547,7 @@ async fn a_declined_card_leaves_the_order_pending_and_the_stock_reserved() {
     assert_eq!(
         count(
             &app,
-            "SELECT count(*) FROM email_outbox WHERE payload->>'order_id' = $1::text",
+            "SELECT count(*) FROM job_outbox WHERE payload->>'template' = 'payment_receipt' AND payload->'data'->>'order_id' = $1::text",
             order
         )
         .await,
@@ -664,7 +671,7 @@ async fn concurrent_pays_of_one_order_charge_once() {
     assert_eq!(
         count(
             &app,
-            "SELECT count(*) FROM email_outbox WHERE payload->>'order_id' = $1::text",
+            "SELECT count(*) FROM job_outbox WHERE payload->>'template' = 'payment_receipt' AND payload->'data'->>'order_id' = $1::text",
             order
         )
         .await,
@@ -904,7 +911,7 @@ async fn a_signed_webhook_settles_a_pending_payment_once() {
     assert_eq!(
         count(
             &app,
-            "SELECT count(*) FROM email_outbox WHERE payload->>'order_id' = $1::text",
+            "SELECT count(*) FROM job_outbox WHERE payload->>'template' = 'payment_receipt' AND payload->'data'->>'order_id' = $1::text",
             order
         )
         .await,
@@ -921,7 +928,7 @@ async fn a_signed_webhook_settles_a_pending_payment_once() {
     assert_eq!(
         count(
             &app,
-            "SELECT count(*) FROM email_outbox WHERE payload->>'order_id' = $1::text",
+            "SELECT count(*) FROM job_outbox WHERE payload->>'template' = 'payment_receipt' AND payload->'data'->>'order_id' = $1::text",
             order
         )
         .await,

@@ -27,6 +27,9 @@ pub struct Environment {
     pub logs: Logs,
     pub kubernetes: Kubernetes,
     pub services: Services,
+    /// The RabbitMQ broker of the background jobs, for `shopctl jobs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<Jobs>,
     /// Tags on every AWS resource (environment, tier and managed-by are added).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -211,4 +214,19 @@ pub struct Stateless {
     pub replicas: u32,
     pub cpu: Cpu,
     pub memory: Bytes,
+}
+
+/// `[jobs]`: where `shopctl jobs` reaches the broker. The URL carries no password; it comes
+/// from the environment variable named by `password_env`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Jobs {
+    /// `amqp://user@host:port/vhost` (vhost URL-encoded: `%2f` is `/`).
+    pub amqp_url: String,
+    #[serde(default = "default_password_env")]
+    pub password_env: String,
+}
+
+fn default_password_env() -> String {
+    "SHOPCTL_AMQP_PASSWORD".into()
 }

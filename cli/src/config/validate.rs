@@ -40,6 +40,7 @@ pub fn validate(env: &Environment) -> Vec<Finding> {
     eks(env, &mut f);
     quorums(env, &mut f);
     state(env, &mut f);
+    jobs(env, &mut f);
     if !LOG_RETENTION_DAYS.contains(&env.logs.retention_days) {
         f.add(
             "logs.retention_days",
@@ -309,5 +310,46 @@ fn state(env: &Environment, f: &mut Findings) {
             );
         }
         _ => {}
+    }
+}
+
+fn jobs(env: &Environment, f: &mut Findings) {
+    let Some(jobs) = &env.jobs else { return };
+    let Some(rest) = jobs.amqp_url.strip_prefix("amqp://") else {
+        f.add(
+            "jobs.amqp_url",
+            format!("`{}` is not an AMQP URL", jobs.amqp_url),
+            "amqp://user@host:port/vhost",
+        );
+        return;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    {
+        f.add(
+            "jobs.amqp_url",
+            "the URL holds a password; secrets do not belong in environment files",
+            format!(
+                "amqp://user@host:port/vhost, with the password in the variable {}",
+                jobs.password_env
+            ),
+        );
+    }
+    if jobs.password_env.is_empty()
+        || !jobs
+            .password_env
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    {
+        f.add(
+            "jobs.password_env",
+            format!(
+                "`{}` is not an environment variable name",
+                jobs.password_env
+            ),
+            "upper-case letters, digits and _, such as SHOPCTL_AMQP_PASSWORD",
+        );
     }
 }

@@ -11,12 +11,14 @@ venv=$cache/venv
 
 say() { printf 'tools: %s\n' "$*" >&2; }
 
-# Debian packages, by the command that proves each is present.
+# Debian packages, by the command that proves each is present. (The API tests and the
+# benchmark start their own redis-server on a loopback port.)
 declare -A packages=(
   [python3]=python3
   [hyperfine]=hyperfine
   [wrk]=wrk
   [psql]=postgresql-client
+  [redis-server]=redis-server
 )
 missing=()
 for cmd in "${!packages[@]}"; do

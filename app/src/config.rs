@@ -27,6 +27,8 @@ pub struct Config {
     pub catalog: crate::catalog::cache::CacheConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub redis: crate::redis::RedisConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -40,6 +42,9 @@ pub struct HttpConfig {
     pub shutdown_grace_ms: u64,
     /// Origins allowed by CORS; empty means no cross-origin access.
     pub cors_origins: Vec<String>,
+    /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the client;
+    /// from anyone else the header is ignored.
+    pub trusted_proxies: Vec<crate::http::client_ip::ProxyNet>,
 }
 
 impl Default for HttpConfig {
@@ -50,6 +55,7 @@ impl Default for HttpConfig {
             request_timeout_ms: 10_000,
             shutdown_grace_ms: 20_000,
             cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -208,7 +214,11 @@ impl Config {
                 "catalog",
                 crate::catalog::cache::CacheConfig::default(),
             ))
-            .merge(Serialized::default("log", LogConfig::default()));
+            .merge(Serialized::default("log", LogConfig::default()))
+            .merge(Serialized::default(
+                "redis",
+                crate::redis::RedisConfig::default(),
+            ));
         if let Ok(path) = std::env::var("APP_CONFIG") {
             figment = figment.merge(Toml::file_exact(Path::new(&path)));
         }
@@ -239,6 +249,9 @@ impl Config {
         }
         if self.http.body_limit_bytes < 1024 {
             return invalid("http.body_limit_bytes", "must be at least 1024");
+        }
+        if let Err((key, problem)) = self.redis.check() {
+            return invalid(key, &problem);
         }
         if self.shop.shipping_flat_minor < 0 || self.shop.free_shipping_from_minor < 0 {
             return invalid("shop", "shipping amounts must not be negative");

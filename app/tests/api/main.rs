@@ -13,4 +13,10 @@ mod inventory;
 mod orders;
 mod payments;
 mod platform;
+mod rate_limits;
+#[allow(dead_code)]
+mod redis;
+mod redis_cache;
+mod redis_down;
+mod revocation;
 mod users;

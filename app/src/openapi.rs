@@ -97,10 +97,16 @@ fn add_rate_limited(spec: &mut utoipa::openapi::OpenApi) {
         .description(
             "`rate_limited`: over the client's request budget; retry after `Retry-After` seconds",
         )
-        .header("Retry-After", seconds("Seconds until a request is admitted again"))
+        .header(
+            "Retry-After",
+            seconds("Seconds until a request is admitted again"),
+        )
         .header("RateLimit-Limit", seconds("Requests allowed per period"))
         .header("RateLimit-Remaining", seconds("Requests left now"))
-        .header("RateLimit-Reset", seconds("Seconds until the whole budget is back"))
+        .header(
+            "RateLimit-Reset",
+            seconds("Seconds until the whole budget is back"),
+        )
         .content(
             "application/problem+json",
             ContentBuilder::new()

@@ -33,7 +33,11 @@ pub async fn revoke_token(redis: &Redis, jwt: &JwtKeys, claims: &Claims) -> Resu
 
 /// Puts every access token of these sessions on the denylist: none issued before now
 /// outlives `access_ttl_s` (and the sessions issue no more).
-pub async fn revoke_sessions(redis: &Redis, jwt: &JwtKeys, sids: &[Uuid]) -> Result<(), RedisError> {
+pub async fn revoke_sessions(
+    redis: &Redis,
+    jwt: &JwtKeys,
+    sids: &[Uuid],
+) -> Result<(), RedisError> {
     if sids.is_empty() || !redis.is_on() {
         return Ok(());
     }
@@ -85,7 +89,10 @@ pub async fn is_revoked(redis: &Redis, claims: &Claims) -> Result<bool, RedisErr
     }
     let found: u32 = redis
         .run("denylist", |mut conn| async move {
-            ::redis::cmd("EXISTS").arg(keys).query_async(&mut conn).await
+            ::redis::cmd("EXISTS")
+                .arg(keys)
+                .query_async(&mut conn)
+                .await
         })
         .await?;
     Ok(found > 0)

@@ -1,10 +1,10 @@
 //! Handlers of `/auth/*`: registration, login, token refresh, logout, password reset.
 
+use axum::response::{IntoResponse, Response};
 use axum::{
     extract::State,
     http::{HeaderMap, StatusCode},
 };
-use axum::response::{IntoResponse, Response};
 use sqlx::PgConnection;
 use uuid::Uuid;
 

@@ -225,7 +225,14 @@ pub async fn cache_public_reads(
             }
         })
         .await;
-    count(outcome, if generation.is_some() { "redis" } else { "local" });
+    count(
+        outcome,
+        if generation.is_some() {
+            "redis"
+        } else {
+            "local"
+        },
+    );
     match loaded {
         Ok(stored) => stored.response(outcome),
         Err(stored) => stored.response("BYPASS"),

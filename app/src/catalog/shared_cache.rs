@@ -82,7 +82,8 @@ impl SharedCache {
     }
 
     fn lock_key(&self, generation: u64, uri: &str) -> String {
-        self.redis.key(format_args!("catalog:lock:{generation}:{uri}"))
+        self.redis
+            .key(format_args!("catalog:lock:{generation}:{uri}"))
     }
 
     /// The current generation, and the page of `uri` in it if some replica stored it.
@@ -98,7 +99,10 @@ impl SharedCache {
                 invocation.invoke_async(&mut conn).await
             })
             .await?;
-        Ok((generation, page.and_then(|bytes| decode(Bytes::from(bytes)))))
+        Ok((
+            generation,
+            page.and_then(|bytes| decode(Bytes::from(bytes))),
+        ))
     }
 
     pub async fn claim(&self, generation: u64, uri: &str) -> Claim {
@@ -186,7 +190,10 @@ impl SharedCache {
         let key = self.redis.key("catalog:gen");
         self.redis
             .run("cache_invalidate", |mut conn| async move {
-                ::redis::cmd("INCR").arg(key).query_async::<u64>(&mut conn).await
+                ::redis::cmd("INCR")
+                    .arg(key)
+                    .query_async::<u64>(&mut conn)
+                    .await
             })
             .await
             .map(|_| ())

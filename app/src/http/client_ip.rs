@@ -27,11 +27,15 @@ impl ProxyNet {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.network, canonical(ip)) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -58,7 +62,12 @@ impl FromStr for ProxyNet {
         let network = canonical(address.trim().parse::<IpAddr>().map_err(|_| bad())?);
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(bad)?,
             None => max,
         };
         Ok(Self { network, prefix })
@@ -120,7 +129,10 @@ pub fn client_ip(headers: &HeaderMap, extensions: &Extensions, trusted: &[ProxyN
 
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         Ok(ClientIp(client_ip(
             &parts.headers,
             &parts.extensions,
@@ -148,19 +160,29 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        assert_eq!(from("198.51.100.7", Some("203.0.113.1"), &[]), "198.51.100.7");
+        assert_eq!(
+            from("198.51.100.7", Some("203.0.113.1"), &[]),
+            "198.51.100.7"
+        );
         assert_eq!(
             from("10.0.0.2", Some("203.0.113.1"), &["10.0.0.0/8"]),
             "203.0.113.1"
         );
         // A client's own forged entry sits left of what the trusted proxies appended.
         assert_eq!(
-            from("10.0.0.2", Some("1.2.3.4, 203.0.113.1, 10.0.0.9"), &["10.0.0.0/8"]),
+            from(
+                "10.0.0.2",
+                Some("1.2.3.4, 203.0.113.1, 10.0.0.9"),
+                &["10.0.0.0/8"]
+            ),
             "203.0.113.1"
         );
         assert_eq!(from("10.0.0.2", None, &["10.0.0.0/8"]), "10.0.0.2");
         assert_eq!(from("10.0.0.2", Some("junk"), &["10.0.0.2"]), "10.0.0.2");
-        assert_eq!(from("::ffff:10.0.0.2", Some("2001:db8::1"), &["10.0.0.2"]), "2001:db8::1");
+        assert_eq!(
+            from("::ffff:10.0.0.2", Some("2001:db8::1"), &["10.0.0.2"]),
+            "2001:db8::1"
+        );
     }
 
     #[test]
@@ -168,8 +190,14 @@ mod tests {
         let net: ProxyNet = "192.168.0.0/16".parse().unwrap();
         assert!(net.contains("192.168.4.5".parse().unwrap()));
         assert!(!net.contains("192.169.0.1".parse().unwrap()));
-        assert!("0.0.0.0/0".parse::<ProxyNet>().unwrap().contains("8.8.8.8".parse().unwrap()));
-        assert!("fd00::/8".parse::<ProxyNet>().unwrap().contains("fd12::1".parse().unwrap()));
+        assert!("0.0.0.0/0"
+            .parse::<ProxyNet>()
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!("fd00::/8"
+            .parse::<ProxyNet>()
+            .unwrap()
+            .contains("fd12::1".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<ProxyNet>().is_err());
         assert!("nginx".parse::<ProxyNet>().is_err());
         assert_eq!(String::from("::1".parse::<ProxyNet>().unwrap()), "::1/128");

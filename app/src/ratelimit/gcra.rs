@@ -76,7 +76,11 @@ pub(super) async fn run(redis: &Redis, charges: &[&Charge<'_>]) -> Result<Decisi
             remaining: remaining.clamp(0, u32::MAX as i64) as u32,
             reset_s: seconds(reset_ms),
             // A refused client is told to wait at least a second.
-            retry_after_s: if allowed == 1 { 0 } else { seconds(retry_ms).max(1) },
+            retry_after_s: if allowed == 1 {
+                0
+            } else {
+                seconds(retry_ms).max(1)
+            },
         }
     });
     // The refusal that lasts longest, else the limit with least left.

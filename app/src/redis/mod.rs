@@ -25,8 +25,8 @@ use crate::ratelimit::RateLimitConfig;
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `redis://host:port/db`; absent means no Redis.
-    #[serde(skip_serializing)]
+    /// `redis://host:port/db`; absent (or empty) means no Redis.
+    #[serde(skip_serializing, deserialize_with = "empty_is_none")]
     pub url: Option<SecretString>,
     /// Put before every key, so environments or apps can share one Redis.
     pub key_prefix: String,
@@ -56,6 +56,14 @@ impl Default for RedisConfig {
             rate_limit: RateLimitConfig::default(),
         }
     }
+}
+
+/// An empty `APP_REDIS__URL` (a ConfigMap's blank value) turns Redis off like no value.
+fn empty_is_none<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SecretString>, D::Error> {
+    let url: Option<String> = Option::deserialize(deserializer)?;
+    Ok(url.filter(|u| !u.trim().is_empty()).map(SecretString::from))
 }
 
 impl RedisConfig {
@@ -158,9 +166,11 @@ impl Redis {
     /// How long a replica may hold the right to compute a catalog page, and how long
     /// others wait for it.
     pub fn cache_lock_times(&self) -> (Duration, Duration) {
-        self.0.as_ref().map_or((Duration::ZERO, Duration::ZERO), |inner| {
-            (inner.cache_lock, inner.cache_lock_wait)
-        })
+        self.0
+            .as_ref()
+            .map_or((Duration::ZERO, Duration::ZERO), |inner| {
+                (inner.cache_lock, inner.cache_lock_wait)
+            })
     }
 
     /// The full name of a key: the configured prefix, then `name`.

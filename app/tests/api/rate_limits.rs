@@ -25,7 +25,11 @@ async fn send(request: reqwest::RequestBuilder) -> (StatusCode, [Option<u64>; 4]
         number(&headers, "retry-after"),
     ];
     let status = response.status();
-    (status, figures, response.json().await.unwrap_or(Value::Null))
+    (
+        status,
+        figures,
+        response.json().await.unwrap_or(Value::Null),
+    )
 }
 
 fn login(app: &TestApp, email: &str, password: &str) -> reqwest::RequestBuilder {
@@ -45,7 +49,11 @@ async fn login_attempts_are_limited_per_account() {
             send(login(&app, &user.email, "wrong password!")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!((limit, remaining, retry), (Some(5), Some(left), None));
-        assert_eq!(reset, Some(12 * (5 - left)), "seconds until the budget is whole");
+        assert_eq!(
+            reset,
+            Some(12 * (5 - left)),
+            "seconds until the budget is whole"
+        );
     }
     // The right password no longer helps, in any letter case.
     let (status, [limit, remaining, reset, retry], problem) =
@@ -101,8 +109,12 @@ async fn login_attempts_are_limited_per_address_behind_trusted_proxies_only() {
     })
     .await;
     for i in 0..4 {
-        let request = login(&proxied, &format!("someone{i}@example.com"), "whatever-password")
-            .header("x-forwarded-for", format!("198.51.100.9, 203.0.113.{i}"));
+        let request = login(
+            &proxied,
+            &format!("someone{i}@example.com"),
+            "whatever-password",
+        )
+        .header("x-forwarded-for", format!("198.51.100.9, 203.0.113.{i}"));
         let (status, [_, remaining, ..], _) = send(request).await;
         assert_eq!(
             (status, remaining),
@@ -141,7 +153,11 @@ async fn api_requests_are_limited_per_client() {
             (StatusCode::OK, Some(4), Some(left))
         );
         let used = 4 - left;
-        assert_eq!(reset, Some(used.div_ceil(2)), "0.5 s per request, rounded up");
+        assert_eq!(
+            reset,
+            Some(used.div_ceil(2)),
+            "0.5 s per request, rounded up"
+        );
     }
     let (status, [limit, remaining, _, retry], problem) =
         send(app.client.get(app.url("/api/v1/products"))).await;
@@ -151,8 +167,12 @@ async fn api_requests_are_limited_per_client() {
 
     // A signed-in user has a budget of their own.
     let user = app.customer().await;
-    let (status, [_, remaining, ..], _) =
-        send(app.client.get(app.url("/api/v1/users/me")).bearer_auth(&user.token)).await;
+    let (status, [_, remaining, ..], _) = send(
+        app.client
+            .get(app.url("/api/v1/users/me"))
+            .bearer_auth(&user.token),
+    )
+    .await;
     assert_eq!((status, remaining), (StatusCode::OK, Some(3)));
 
     // The budget refills: one request every 0.5 s.
@@ -162,7 +182,10 @@ async fn api_requests_are_limited_per_client() {
         if send(app.client.get(app.url("/api/v1/categories"))).await.0 == StatusCode::OK {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the budget never refilled");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the budget never refilled"
+        );
     }
     // Operational endpoints are not limited.
     let (status, [limit, ..], _) = send(app.client.get(app.url("/readyz"))).await;

@@ -24,7 +24,10 @@ async fn wait_for_redis(app: &TestApp, want: &str) {
             assert_eq!(status, StatusCode::OK, "{body}");
             return;
         }
-        assert!(Instant::now() < deadline, "redis never became {want}: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "redis never became {want}: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -44,7 +47,10 @@ async fn the_api_serves_while_redis_is_down_and_recovers() {
     let path = format!("/api/v1/products/{}", sku.product_id);
     let user = app.customer().await;
     let (status, body) = readyz(&app).await;
-    assert_eq!((status, body["checks"]["redis"].as_str()), (StatusCode::OK, Some("ok")));
+    assert_eq!(
+        (status, body["checks"]["redis"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
     assert_eq!(x_cache(&app, &path).await.1, "MISS");
 
     redis.stop();
@@ -53,7 +59,10 @@ async fn the_api_serves_while_redis_is_down_and_recovers() {
     // that finds Redis gone waits at most its timeout, the breaker spares the rest.
     for _ in 0..5 {
         let (status, _, page) = x_cache(&app, &path).await;
-        assert_eq!((status, page["id"].as_i64()), (StatusCode::OK, Some(sku.product_id)));
+        assert_eq!(
+            (status, page["id"].as_i64()),
+            (StatusCode::OK, Some(sku.product_id))
+        );
     }
     let (status, body) = app
         .post(
@@ -64,9 +73,15 @@ async fn the_api_serves_while_redis_is_down_and_recovers() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let access = body["access_token"].as_str().unwrap().to_owned();
-    assert_eq!(app.get("/api/v1/users/me", Some(&access)).await.0, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&access)).await.0,
+        StatusCode::OK
+    );
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_secs(2), "{elapsed:?} for 7 requests");
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "{elapsed:?} for 7 requests"
+    );
     // Writes still empty this process's cache.
     let staff = app.staff().await;
     let (status, _) = app
@@ -78,7 +93,10 @@ async fn the_api_serves_while_redis_is_down_and_recovers() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(x_cache(&app, &path).await.2["name"], "Renamed while Redis was down");
+    assert_eq!(
+        x_cache(&app, &path).await.2["name"],
+        "Renamed while Redis was down"
+    );
     // Ready all the same: the app serves without Redis.
     let (status, body) = readyz(&app).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -93,7 +111,10 @@ async fn the_api_serves_while_redis_is_down_and_recovers() {
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_eq!(app.get("/api/v1/users/me", Some(&access)).await.0, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&access)).await.0,
+        StatusCode::OK
+    );
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert!(metrics.text().await.unwrap().contains("redis_errors_total"));
 
@@ -134,11 +155,19 @@ async fn limits_fail_open_or_closed_as_configured() {
         })
         .await;
     let user = open.customer().await;
-    assert_eq!(closed.get("/api/v1/categories", None).await.0, StatusCode::OK);
+    assert_eq!(
+        closed.get("/api/v1/categories", None).await.0,
+        StatusCode::OK
+    );
 
     redis.stop();
     // Open (the default): served without limits, and without RateLimit headers.
-    let response = open.client.get(open.url("/api/v1/categories")).send().await.unwrap();
+    let response = open
+        .client
+        .get(open.url("/api/v1/categories"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().get("ratelimit-limit").is_none());
     // Closed: refused with 503 and Retry-After, until Redis answers again.
@@ -158,7 +187,10 @@ async fn limits_fail_open_or_closed_as_configured() {
         .await;
     assert_eq!(
         (status, body["code"].as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("rate_limiter_unavailable"))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("rate_limiter_unavailable")
+        )
     );
     // Readiness stays 200: the app is up; its limiter is not.
     assert_eq!(readyz(&closed).await.0, StatusCode::OK);

@@ -67,10 +67,17 @@ async fn logout_revokes_the_access_token_and_its_session() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(me(&app, &access).await, revoked());
     assert_eq!(me(&app, &rotated_access).await, revoked(), "same session");
-    assert_eq!(me(&app, &other_access).await.0, StatusCode::OK, "another session");
+    assert_eq!(
+        me(&app, &other_access).await.0,
+        StatusCode::OK,
+        "another session"
+    );
     // Revoked tokens are refused by extractors that allow anonymous access too.
     let (status, body) = app.get("/api/v1/cart", Some(&access)).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("token_revoked")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token_revoked"))
+    );
 
     // The denylist entry lives as long as the token could: a little over its lifetime.
     let mut conn = ::redis::Client::open(redis.url())
@@ -85,7 +92,11 @@ async fn logout_revokes_the_access_token_and_its_session() {
         .unwrap();
     assert_eq!(keys.len(), 2, "the token and its session: {keys:?}");
     for key in keys {
-        let ttl: i64 = ::redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+        let ttl: i64 = ::redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         assert!(
             (14 * 60 * 1000..=(15 * 60 + 5) * 1000).contains(&ttl),
             "{key}: {ttl} ms"
@@ -100,12 +111,20 @@ async fn a_reused_refresh_token_revokes_the_sessions_access_tokens() {
     let user = app.customer().await;
     let (access, refresh) = sign_in(&app, &user.email).await;
     let (status, _) = app
-        .post("/api/v1/auth/refresh", None, json!({ "refresh_token": refresh }))
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": refresh }),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     // The stolen copy is presented again: the family is revoked, access tokens included.
     let (status, problem) = app
-        .post("/api/v1/auth/refresh", None, json!({ "refresh_token": refresh }))
+        .post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({ "refresh_token": refresh }),
+        )
         .await;
     assert_eq!(
         (status, problem["code"].as_str()),

@@ -8,6 +8,14 @@
 # brand), search (words and typos from product names), checkout (distinct customers, each
 # with one unit in the cart). Afterwards it checks that no stock was oversold and that the
 # ledger sums to the stock. Everything listens on loopback and is stopped at the end.
+#
+# The reads run once per catalog cache setup in BENCH_CACHES (default: all four):
+#   local         the in-process cache alone (5 s TTL), as without Redis
+#   none          no cache: every request reaches PostgreSQL
+#   redis         the cache in Redis (a redis-server of its own), rate limits off
+#   redis+limits  the same with the per-client API rate limit on (one more Redis call each)
+# BENCH_READS picks the read scenarios (default: detail list search); BENCH_CHECKOUT=0 skips
+# checkout.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -28,8 +36,10 @@ app_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0))
 bindir=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
 as_pg() { if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 app_pid=""
+redis_pid=""
 cleanup() {
   [[ -n "$app_pid" ]] && kill "$app_pid" 2>/dev/null && wait "$app_pid" 2>/dev/null
+  [[ -n "$redis_pid" ]] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
   as_pg "$bindir/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -149,8 +159,10 @@ request = function()
 end
 LUA
 
+# start_app TTL [redis URL] [API requests per minute, 0 = no limit]
 start_app() {
-  APP_CATALOG__CACHE_TTL_MS=$1 "$app_bin" serve >>"$work/app.log" 2>&1 &
+  APP_CATALOG__CACHE_TTL_MS=$1 APP_REDIS__URL=${2:-} APP_REDIS__RATE_LIMIT__API__REQUESTS=${3:-0} \
+    "$app_bin" serve >>"$work/app.log" 2>&1 &
   app_pid=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$app_port/readyz" >/dev/null && break; sleep 0.1; done
   curl -fs "http://127.0.0.1:$app_port/api/v1/products/$min_id" >/dev/null
@@ -168,18 +180,40 @@ run() {
     | grep -E 'Requests/sec|Latency  |50%|90%|99%|requests in|Non-2xx|Socket errors'
 }
 
-# The reads twice: with the catalog cache as configured by default, and without it (every
-# request reaches PostgreSQL), side by side.
-for ttl in ${BENCH_CACHE_TTLS:-5000 0}; do
+start_redis() {
+  [[ -n "$redis_pid" ]] && return
+  redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
+    --logfile "$work/redis.log" &
+  redis_pid=$!
+  for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  echo "== redis-server on 127.0.0.1:$redis_port"
+}
+
+# The reads once per cache setup, side by side.
+for cache in ${BENCH_CACHES:-local none redis redis+limits}; do
+  case $cache in
+    local) ttl=5000 redis_url="" api_limit=0 ;;
+    none) ttl=0 redis_url="" api_limit=0 ;;
+    redis) start_redis; ttl=5000 redis_url="redis://127.0.0.1:$redis_port" api_limit=0 ;;
+    # A budget no wrk connection exhausts: the limiter's cost, not its refusals.
+    redis+limits) start_redis; ttl=5000 redis_url="redis://127.0.0.1:$redis_port" api_limit=100000000 ;;
+    *) echo "unknown cache setup: $cache" >&2; exit 2 ;;
+  esac
   echo
-  echo "######## app (release) on 127.0.0.1:$app_port, pool $APP_DATABASE__MAX_CONNECTIONS, catalog cache TTL ${ttl} ms"
-  start_app "$ttl"
-  run "product detail (random ids over $products products)" detail.lua
-  run "product list (category + brand, page of 20)" list.lua
-  run "search (words and typos)" search.lua
+  echo "######## app (release) on 127.0.0.1:$app_port, pool $APP_DATABASE__MAX_CONNECTIONS, cache: $cache (TTL ${ttl} ms)"
+  start_app "$ttl" "$redis_url" "$api_limit"
+  for read in ${BENCH_READS:-detail list search}; do
+    case $read in
+      detail) run "product detail (random ids over $products products)" detail.lua ;;
+      list) run "product list (category + brand, page of 20)" list.lua ;;
+      search) run "search (words and typos)" search.lua ;;
+    esac
+  done
   stop_app
 done
 
+[[ ${BENCH_CHECKOUT:-1} == 1 ]] || exit 0
 echo
 echo "######## checkout"
 start_app 5000

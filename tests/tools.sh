@@ -11,7 +11,8 @@ venv=$cache/venv
 
 say() { printf 'tools: %s\n' "$*" >&2; }
 
-# Debian packages, by the command that proves each is present.
+# Debian packages, by the command that proves each is present. (The API tests and the
+# benchmark start their own redis-server on a loopback port.)
 declare -A packages=(
   [python3]=python3
   [hyperfine]=hyperfine
@@ -20,6 +21,7 @@ declare -A packages=(
   # The job tests start their own broker node on loopback ports. Debian installs its
   # commands under /usr/sbin, which is not on every user's PATH: checked there too.
   [rabbitmq-server]=rabbitmq-server
+  [redis-server]=redis-server
 )
 missing=()
 for cmd in "${!packages[@]}"; do

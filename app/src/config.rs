@@ -35,6 +35,8 @@ pub struct Config {
     pub jobs: crate::jobs::config::JobsConfig,
     #[serde(default)]
     pub smtp: crate::jobs::config::SmtpConfig,
+    #[serde(default)]
+    pub redis: crate::redis::RedisConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -48,6 +50,9 @@ pub struct HttpConfig {
     pub shutdown_grace_ms: u64,
     /// Origins allowed by CORS; empty means no cross-origin access.
     pub cors_origins: Vec<String>,
+    /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the client;
+    /// from anyone else the header is ignored.
+    pub trusted_proxies: Vec<crate::http::client_ip::ProxyNet>,
 }
 
 impl Default for HttpConfig {
@@ -58,6 +63,7 @@ impl Default for HttpConfig {
             request_timeout_ms: 10_000,
             shutdown_grace_ms: 20_000,
             cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -224,7 +230,11 @@ impl Config {
                 "worker",
                 crate::worker::WorkerConfig::default(),
             ))
-            .merge(Serialized::default("log", LogConfig::default()));
+            .merge(Serialized::default("log", LogConfig::default()))
+            .merge(Serialized::default(
+                "redis",
+                crate::redis::RedisConfig::default(),
+            ));
         if let Ok(path) = std::env::var("APP_CONFIG") {
             figment = figment.merge(Toml::file_exact(Path::new(&path)));
         }
@@ -267,6 +277,9 @@ impl Config {
                 "events.consumer_instances",
                 "consumer_instances and relay_batch must be at least 1",
             );
+        }
+        if let Err((key, problem)) = self.redis.check() {
+            return invalid(key, &problem);
         }
         if self.shop.shipping_flat_minor < 0 || self.shop.free_shipping_from_minor < 0 {
             return invalid("shop", "shipping amounts must not be negative");

@@ -83,7 +83,7 @@ pub mod responses {
 
     #[derive(utoipa::ToResponse)]
     #[response(
-        description = "No or invalid access token",
+        description = "No, invalid or revoked access token (`unauthorized`, `token_revoked`)",
         content_type = "application/problem+json"
     )]
     pub struct Unauthenticated(#[to_schema] Problem);

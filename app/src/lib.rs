@@ -19,6 +19,8 @@ pub mod money;
 pub mod openapi;
 pub mod orders;
 pub mod payments;
+pub mod ratelimit;
+pub mod redis;
 pub mod seed;
 pub mod state;
 pub mod telemetry;

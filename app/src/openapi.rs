@@ -56,6 +56,7 @@ impl Modify for BearerAuth {
 }
 
 /// Every domain's routes under `/api/v1`, with the description collected from them.
+/// (`split` adds what applies to all of them.)
 pub fn api_router() -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::new()
         .merge(crate::auth::router())
@@ -68,7 +69,71 @@ pub fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
 }
 
+/// The router and the finished document.
+pub fn split() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut spec) = api_router().split_for_parts();
+    add_rate_limited(&mut spec);
+    (router, spec)
+}
+
 /// The document as served at `/openapi.json`.
 pub fn spec() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    split().1
+}
+
+/// Every operation under `/api/v1` counts against its client's rate limit (with Redis), so
+/// each may answer 429: one shared response, referenced by every operation without one.
+fn add_rate_limited(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{
+        header::HeaderBuilder, ContentBuilder, Ref, RefOr, ResponseBuilder, Type,
+    };
+    let seconds = |description: &str| {
+        HeaderBuilder::new()
+            .schema(utoipa::openapi::schema::Object::with_type(Type::Integer))
+            .description(Some(description))
+            .build()
+    };
+    let response = ResponseBuilder::new()
+        .description(
+            "`rate_limited`: over the client's request budget; retry after `Retry-After` seconds",
+        )
+        .header(
+            "Retry-After",
+            seconds("Seconds until a request is admitted again"),
+        )
+        .header("RateLimit-Limit", seconds("Requests allowed per period"))
+        .header("RateLimit-Remaining", seconds("Requests left now"))
+        .header(
+            "RateLimit-Reset",
+            seconds("Seconds until the whole budget is back"),
+        )
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build();
+    let components = spec.components.get_or_insert_with(Default::default);
+    components
+        .responses
+        .insert("RateLimited".into(), RefOr::T(response));
+    for item in spec.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            operation
+                .responses
+                .responses
+                .entry("429".into())
+                .or_insert_with(|| Ref::from_response_name("RateLimited").into());
+        }
+    }
 }

@@ -126,3 +126,34 @@ fn an_unreachable_database_fails_migrate_clearly() {
         stderr(&output)
     );
 }
+
+#[test]
+fn a_bad_redis_setting_names_its_key_and_variable() {
+    let mut env = SECRETS.to_vec();
+    env.extend([
+        ("APP_DATABASE__URL", "postgres://shop@127.0.0.1:1/shop"),
+        ("APP_REDIS__URL", "http://user:hunter2@cache:6379"),
+    ]);
+    let output = app(&["migrate"], &env);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("redis.url: not a Redis URL") && err.contains("APP_REDIS__URL"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "the URL's password is never printed: {err}"
+    );
+
+    let mut env = SECRETS.to_vec();
+    env.extend([
+        ("APP_DATABASE__URL", "postgres://shop@127.0.0.1:1/shop"),
+        ("APP_REDIS__RATE_LIMIT__API__PER_S", "0"),
+    ]);
+    let err = stderr(&app(&["migrate"], &env));
+    assert!(
+        err.contains("redis.rate_limit.api.per_s: must be at least 1 (set APP_REDIS__RATE_LIMIT__API__PER_S)"),
+        "{err}"
+    );
+}

@@ -1,16 +1,22 @@
 //! Extractors that authenticate a request from its `Authorization: Bearer` header.
 
-use axum::{extract::FromRequestParts, http::request::Parts};
+use axum::{
+    extract::FromRequestParts,
+    http::{request::Parts, HeaderMap},
+};
 use uuid::Uuid;
 
-use super::Role;
+use super::{failure::TOKEN_REVOKED, revoke, token::Claims, Role};
 use crate::{error::ApiError, state::AppState};
 
-/// A signed-in user (customer or staff). Rejects with 401 when the token is missing or bad.
-#[derive(Debug, Clone, Copy)]
+/// A signed-in user (customer or staff). Rejects with 401 when the token is missing, bad
+/// or revoked.
+#[derive(Debug, Clone)]
 pub struct AuthUser {
     pub id: Uuid,
     pub role: Role,
+    /// The access token's claims (logout revokes it by its id).
+    pub claims: Claims,
 }
 
 impl AuthUser {
@@ -20,16 +26,16 @@ impl AuthUser {
 }
 
 /// A signed-in staff member: 401 without a valid token, 403 for a customer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Staff(pub AuthUser);
 
 /// A signed-in user if a token is present; anonymous otherwise. A present but invalid
 /// token is still rejected, so a client never silently loses its identity.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct MaybeUser(pub Option<AuthUser>);
 
-fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
-    let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Ok(None);
     };
     let value = value
@@ -47,24 +53,39 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     }
 }
 
-fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<AuthUser>, ApiError> {
-    let Some(token) = bearer(parts)? else {
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<AuthUser>, ApiError> {
+    let Some(token) = bearer(&parts.headers)? else {
         return Ok(None);
     };
     let claims = state
         .jwt
         .verify(token)
         .ok_or(ApiError::Unauthorized("invalid or expired access token"))?;
+    // Without an answer from Redis the token is accepted: it expires within minutes, and
+    // signing everyone out while Redis is down would be worse (see auth/revoke.rs).
+    if let Ok(true) = revoke::is_revoked(&state.redis, &claims).await {
+        return Err(TOKEN_REVOKED);
+    }
     Ok(Some(AuthUser {
         id: claims.sub,
         role: claims.role,
+        claims,
     }))
+}
+
+/// The subject of the request's access token if it is validly signed and current (not
+/// checked against the denylist): whose budget a request is charged to.
+pub fn verified_subject(headers: &HeaderMap, state: &AppState) -> Option<Uuid> {
+    let token = bearer(headers).ok()??;
+    state.jwt.verify(token).map(|claims| claims.sub)
 }
 
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authenticate(parts, state)?.ok_or(ApiError::Unauthorized("sign in first: no access token"))
+        authenticate(parts, state)
+            .await?
+            .ok_or(ApiError::Unauthorized("sign in first: no access token"))
     }
 }
 
@@ -83,6 +104,6 @@ impl FromRequestParts<AppState> for Staff {
 impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        Ok(MaybeUser(authenticate(parts, state)?))
+        Ok(MaybeUser(authenticate(parts, state).await?))
     }
 }

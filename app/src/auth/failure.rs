@@ -1,5 +1,5 @@
 //! 401 answers with a code of their own (`invalid_credentials`, `refresh_token_reused`,
-//! `invalid_refresh_token`): a client needs to tell "sign in again" from "your session was
+//! `invalid_refresh_token`, `token_revoked`): a client needs to tell "sign in again" from "your session was
 //! stolen".
 
 use crate::error::ApiError;
@@ -12,6 +12,11 @@ pub const INVALID_CREDENTIALS: ApiError = ApiError::AuthFailed {
 pub const INVALID_REFRESH_TOKEN: ApiError = ApiError::AuthFailed {
     code: "invalid_refresh_token",
     detail: "the refresh token is unknown or expired",
+    challenge: "Bearer",
+};
+pub const TOKEN_REVOKED: ApiError = ApiError::AuthFailed {
+    code: "token_revoked",
+    detail: "the access token was revoked (signed out); sign in again",
     challenge: "Bearer",
 };
 pub const REFRESH_TOKEN_REUSED: ApiError = ApiError::AuthFailed {

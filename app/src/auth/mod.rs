@@ -7,6 +7,7 @@ pub mod model;
 pub mod password;
 pub mod refresh;
 pub mod reset;
+pub mod revoke;
 mod routes;
 pub mod token;
 

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{email::Email, token::JwtKeys};
+use super::{email::Email, refresh::Session, token::JwtKeys};
 use crate::{
     error::{ApiError, ApiResult},
     users::{
@@ -138,11 +138,11 @@ pub struct AuthTokens {
 }
 
 impl AuthTokens {
-    pub fn new(jwt: &JwtKeys, user: UserProfile, refresh_token: String) -> Self {
+    pub fn new(jwt: &JwtKeys, user: UserProfile, session: Session) -> Self {
         Self {
-            access_token: jwt.issue(user.id, user.role),
+            access_token: jwt.issue_for(user.id, user.role, Some(session.family_id)),
             user,
-            refresh_token,
+            refresh_token: session.refresh_token,
             token_type: TokenType::Bearer,
             expires_in: jwt.access_ttl_s,
         }

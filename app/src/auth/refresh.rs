@@ -9,13 +9,25 @@ use uuid::Uuid;
 use super::token::{hash_token, opaque_token};
 use crate::error::ApiError;
 
+/// A refresh token and its family, which names the session in access tokens (`sid`).
+#[derive(Debug)]
+pub struct Session {
+    pub refresh_token: String,
+    pub family_id: Uuid,
+}
+
 /// Starts a new family (a sign-in) and returns its first token.
 pub async fn start_family(
     conn: &mut PgConnection,
     user_id: Uuid,
     ttl_s: u64,
-) -> Result<String, ApiError> {
-    insert(conn, user_id, Uuid::now_v7(), ttl_s).await
+) -> Result<Session, ApiError> {
+    let family_id = Uuid::now_v7();
+    let refresh_token = insert(conn, user_id, family_id, ttl_s).await?;
+    Ok(Session {
+        refresh_token,
+        family_id,
+    })
 }
 
 async fn insert(
@@ -42,12 +54,12 @@ async fn insert(
 /// What presenting a refresh token led to.
 #[derive(Debug)]
 pub enum Rotation {
-    /// The token was current: it is now replaced by `token`.
-    Rotated { user_id: Uuid, token: String },
+    /// The token was current: it is now replaced by the session's new token.
+    Rotated { user_id: Uuid, session: Session },
     /// Unknown or expired: nothing changed.
     Invalid,
     /// Already replaced or revoked: the family has been revoked (commit this!).
-    Reused,
+    Reused { family_id: Uuid },
 }
 
 /// Exchanges `presented` for a new token of its family. The row is locked first, so of two
@@ -71,7 +83,9 @@ pub async fn rotate(
     };
     if row.spent {
         revoke_family(conn, row.family_id).await?;
-        return Ok(Rotation::Reused);
+        return Ok(Rotation::Reused {
+            family_id: row.family_id,
+        });
     }
     if row.expired {
         return Ok(Rotation::Invalid);
@@ -82,10 +96,13 @@ pub async fn rotate(
     )
     .execute(&mut *conn)
     .await?;
-    let token = insert(conn, row.user_id, row.family_id, ttl_s).await?;
+    let refresh_token = insert(conn, row.user_id, row.family_id, ttl_s).await?;
     Ok(Rotation::Rotated {
         user_id: row.user_id,
-        token,
+        session: Session {
+            refresh_token,
+            family_id: row.family_id,
+        },
     })
 }
 
@@ -100,31 +117,37 @@ async fn revoke_family(conn: &mut PgConnection, family_id: Uuid) -> Result<(), A
 }
 
 /// Signs out: revokes the family of `presented` if it belongs to `user_id`; a token of
-/// someone else, or no token at all, changes nothing.
+/// someone else, or no token at all, changes nothing. Returns the family it revoked.
 pub async fn revoke_family_of(
     conn: &mut PgConnection,
     user_id: Uuid,
     presented: &str,
-) -> Result<(), ApiError> {
-    sqlx::query!(
-        "UPDATE refresh_tokens SET revoked_at = now()
-         WHERE revoked_at IS NULL
-           AND family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2)",
+) -> Result<Option<Uuid>, ApiError> {
+    let revoked = sqlx::query_scalar!(
+        r#"WITH revoked AS (
+             UPDATE refresh_tokens SET revoked_at = now()
+             WHERE revoked_at IS NULL
+               AND family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2)
+             RETURNING family_id)
+           SELECT DISTINCT family_id AS "family_id!" FROM revoked"#,
         hash_token(presented),
         user_id
     )
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(())
+    Ok(revoked)
 }
 
-/// Signs the user out everywhere (after a password change).
-pub async fn revoke_all(conn: &mut PgConnection, user_id: Uuid) -> Result<(), ApiError> {
-    sqlx::query!(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+/// Signs the user out everywhere (after a password change). Returns the families it revoked.
+pub async fn revoke_all(conn: &mut PgConnection, user_id: Uuid) -> Result<Vec<Uuid>, ApiError> {
+    let revoked = sqlx::query_scalar!(
+        r#"WITH revoked AS (
+             UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL
+             RETURNING family_id)
+           SELECT DISTINCT family_id AS "family_id!" FROM revoked"#,
         user_id
     )
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(())
+    Ok(revoked)
 }

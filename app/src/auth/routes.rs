@@ -1,5 +1,6 @@
 //! Handlers of `/auth/*`: registration, login, token refresh, logout, password reset.
 
+use axum::response::{IntoResponse, Response};
 use axum::{
     extract::State,
     http::{HeaderMap, StatusCode},
@@ -15,10 +16,12 @@ use super::{
     },
     password,
     refresh::{self, Rotation},
-    reset, AuthUser, Role,
+    reset, revoke, AuthUser, Role,
 };
 use crate::{
     error::{ApiError, ApiResult, Json},
+    http::client_ip::ClientIp,
+    ratelimit::{self, Charge},
     state::AppState,
     users::profile::{fetch_profile, UserProfile},
 };
@@ -84,11 +87,11 @@ pub async fn register(
     .await?
     .ok_or_else(|| ApiError::conflict("email_taken", "an account with this email already exists"))?;
     adopt_cart(&mut tx, &headers, user.id).await?;
-    let refresh_token = refresh::start_family(&mut tx, user.id, auth.refresh_ttl_s).await?;
+    let session = refresh::start_family(&mut tx, user.id, auth.refresh_ttl_s).await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
-        Json(AuthTokens::new(&state.jwt, user, refresh_token)),
+        Json(AuthTokens::new(&state.jwt, user, session)),
     ))
 }
 
@@ -105,12 +108,49 @@ pub async fn register(
         (status = 401, description = "`invalid_credentials`: wrong email or password (not told apart)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, response = crate::error::responses::NotJson),
         (status = 422, description = "Missing or mistyped fields", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`: too many attempts for this account or from this address; `Retry-After` says when to try again", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Json(body): Json<LoginRequest>,
+) -> Response {
+    // Every attempt counts, before the password is checked: that is what slows guessing.
+    let limits = &state.config.redis.rate_limit;
+    let charged = ratelimit::charge(
+        &state.redis,
+        &[
+            Charge {
+                class: "login_account",
+                limit: &limits.login_account,
+                subject: ratelimit::hashed(&body.email.trim().to_lowercase()),
+            },
+            Charge {
+                class: "login_ip",
+                limit: &limits.login_ip,
+                subject: ip.to_string(),
+            },
+        ],
+    )
+    .await;
+    match charged {
+        Err(unavailable) => unavailable.into_response(),
+        Ok(None) => sign_in(&state, &headers, body).await.into_response(),
+        Ok(Some(decision)) if !decision.allowed => {
+            (decision.headers(), decision.refusal()).into_response()
+        }
+        Ok(Some(decision)) => {
+            (decision.headers(), sign_in(&state, &headers, body).await).into_response()
+        }
+    }
+}
+
+async fn sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: LoginRequest,
 ) -> ApiResult<Json<AuthTokens>> {
     let auth = &state.config.auth;
     let account = sqlx::query!(
@@ -132,10 +172,10 @@ pub async fn login(
     let user = fetch_profile(&mut tx, account.id)
         .await?
         .ok_or(INVALID_CREDENTIALS)?;
-    adopt_cart(&mut tx, &headers, user.id).await?;
-    let refresh_token = refresh::start_family(&mut tx, user.id, auth.refresh_ttl_s).await?;
+    adopt_cart(&mut tx, headers, user.id).await?;
+    let session = refresh::start_family(&mut tx, user.id, auth.refresh_ttl_s).await?;
     tx.commit().await?;
-    Ok(Json(AuthTokens::new(&state.jwt, user, refresh_token)))
+    Ok(Json(AuthTokens::new(&state.jwt, user, session)))
 }
 
 /// Exchanges a refresh token for a new access and refresh token. Each refresh token works
@@ -166,23 +206,26 @@ pub async fn refresh(
     .await?
     {
         Rotation::Invalid => Err(INVALID_REFRESH_TOKEN),
-        Rotation::Reused => {
+        Rotation::Reused { family_id } => {
             // The revocation must stick even though the request fails.
             tx.commit().await?;
+            // The session's access tokens (the thief's too) stop working at once.
+            let _ = revoke::revoke_sessions(&state.redis, &state.jwt, &[family_id]).await;
             Err(REFRESH_TOKEN_REUSED)
         }
-        Rotation::Rotated { user_id, token } => {
+        Rotation::Rotated { user_id, session } => {
             let user = fetch_profile(&mut tx, user_id)
                 .await?
                 .ok_or(INVALID_REFRESH_TOKEN)?;
             tx.commit().await?;
-            Ok(Json(AuthTokens::new(&state.jwt, user, token)))
+            Ok(Json(AuthTokens::new(&state.jwt, user, session)))
         }
     }
 }
 
-/// Ends a session: revokes the refresh token's family if it belongs to the caller. The
-/// access token stays valid until it expires (minutes).
+/// Ends a session: revokes the refresh token's family if it belongs to the caller, and (with
+/// Redis) the access token presented and every access token of that session. Without Redis,
+/// or while it is down, the access tokens stay valid until they expire (minutes).
 #[utoipa::path(
     post,
     path = "/auth/logout",
@@ -203,7 +246,14 @@ pub async fn logout(
     Json(body): Json<LogoutRequest>,
 ) -> ApiResult<StatusCode> {
     let mut conn = state.db.write.acquire().await?;
-    refresh::revoke_family_of(&mut conn, user.id, &body.refresh_token).await?;
+    let family = refresh::revoke_family_of(&mut conn, user.id, &body.refresh_token).await?;
+    drop(conn);
+    // Best effort: PostgreSQL holds the revocation that matters (the refresh token); a
+    // failure here is counted and logged by the Redis layer.
+    let _ = revoke::revoke_token(&state.redis, &state.jwt, &user.claims).await;
+    if let Some(family) = family {
+        let _ = revoke::revoke_sessions(&state.redis, &state.jwt, &[family]).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -266,7 +316,8 @@ pub async fn confirm_password_reset(
     )
     .execute(&mut *tx)
     .await?;
-    refresh::revoke_all(&mut tx, user_id).await?;
+    let families = refresh::revoke_all(&mut tx, user_id).await?;
     tx.commit().await?;
+    let _ = revoke::revoke_sessions(&state.redis, &state.jwt, &families).await;
     Ok(StatusCode::NO_CONTENT)
 }

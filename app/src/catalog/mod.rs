@@ -15,6 +15,7 @@ mod list;
 pub mod model;
 mod requests;
 mod search;
+mod shared_cache;
 pub mod slug;
 
 use utoipa_axum::{router::OpenApiRouter, routes};

@@ -176,6 +176,12 @@ async fn apply_once(
         consumer.apply(&mut tx, event).await?;
     }
     tx.commit().await?;
+    if fresh && consumer.changes_catalog(event) {
+        // Stock shown on product pages changed: every replica's cache forgets its pages.
+        if let Err(error) = crate::catalog::cache::invalidate(state).await {
+            tracing::warn!(%error, "catalog cache not invalidated; pages expire within their TTL");
+        }
+    }
     Ok(fresh)
 }
 

@@ -12,14 +12,21 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the primary answers (and the read pool, when it is separate).
+/// Ready when the primary answers. The read pool and Redis are reported but do not decide:
+/// without them the app still serves (from the primary, and from PostgreSQL alone).
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let write = ping(&state.db.write).await;
-    let read = if state.db.read_is_primary {
-        write
-    } else {
-        ping(&state.db.read).await
-    };
+    let (write, read, redis) = tokio::join!(
+        ping(&state.db.write),
+        async {
+            if state.db.read_is_primary {
+                None
+            } else {
+                Some(ping(&state.db.read).await)
+            }
+        },
+        state.redis.health(),
+    );
+    let read = read.unwrap_or(write);
     let status = if write {
         StatusCode::OK
     } else {
@@ -28,7 +35,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     let word = |ok| if ok { "ok" } else { "unavailable" };
     let body = json!({
         "status": word(write),
-        "checks": { "database": word(write), "database_read": word(read) },
+        "checks": {
+            "database": word(write),
+            "database_read": word(read),
+            "redis": redis.as_str(),
+        },
     });
     (status, Json(body))
 }

@@ -1,11 +1,12 @@
 //! The HTTP surface: the domain routers under `/api/v1`, operational endpoints at the root,
 //! and the middleware every request passes through.
 
+pub mod client_ip;
 mod health;
 pub mod metrics;
 mod middleware;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     extract::DefaultBodyLimit,
@@ -28,7 +29,12 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole application as one router.
 pub fn router(state: AppState) -> Router {
-    let (api, spec) = openapi::api_router().split_for_parts();
+    let (api, spec) = openapi::split();
+    // Every matched route under /api/v1 counts against its client's budget.
+    let api = api.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::ratelimit::middleware::limit_api,
+    ));
     let spec = Arc::new(spec);
     let http = &state.config.http;
 
@@ -87,7 +93,13 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("x-cart-token"),
         ])
-        .expose_headers([REQUEST_ID, header::RETRY_AFTER])
+        .expose_headers([
+            REQUEST_ID,
+            header::RETRY_AFTER,
+            crate::ratelimit::LIMIT,
+            crate::ratelimit::REMAINING,
+            crate::ratelimit::RESET,
+        ])
         .max_age(Duration::from_secs(600))
 }
 
@@ -101,6 +113,8 @@ pub async fn serve(
     let grace = state.config.http.shutdown_grace();
     let app = router(state);
     let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    // The peer address feeds the client address of rate limits (http/client_ip.rs).
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: draining requests in flight");

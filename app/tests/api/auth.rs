@@ -529,6 +529,8 @@ async fn access_tokens_of_another_secret_or_expired_are_refused() {
         iat: now - 3600,
         exp: now - 60,
         iss: "shop".into(),
+        jti: None,
+        sid: None,
     };
     let secret = secrecy::ExposeSecret::expose_secret(&app.state.config.auth.jwt_secret).to_owned();
     let expired = jsonwebtoken::encode(

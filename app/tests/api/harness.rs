@@ -11,6 +11,7 @@ use std::{
 };
 
 use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use shop::{config::Config, db::Db, AppState};
 use sqlx::{postgres::PgPoolOptions, PgPool};
@@ -345,6 +346,21 @@ impl TestApp {
         adjust_state: impl FnOnce(&mut AppState),
     ) -> TestApp {
         let (url, pool) = database().await;
+        Self::serve(url, pool, adjust, adjust_state).await
+    }
+
+    /// Another app on this app's database: a second replica.
+    pub async fn replica(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let url = self.state.config.database.url.expose_secret().to_owned();
+        Self::serve(url, self.pool.clone(), adjust, |_| {}).await
+    }
+
+    async fn serve(
+        url: String,
+        pool: PgPool,
+        adjust: impl FnOnce(&mut Config),
+        adjust_state: impl FnOnce(&mut AppState),
+    ) -> TestApp {
         let mut config = config(&url);
         adjust(&mut config);
         let database_url = url.clone();

@@ -796,7 +796,7 @@ async fn migration_0008_moves_the_unsent_emails_into_the_job_outbox() {
         )]
     );
     pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {name}"))
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .execute(&admin)
         .await
         .unwrap();

@@ -19,5 +19,11 @@ mod orders;
 mod payments;
 mod platform;
 mod rabbitmq;
+mod rate_limits;
+#[allow(dead_code)]
+mod redis;
+mod redis_cache;
+mod redis_down;
+mod revocation;
 mod smtp;
 mod users;

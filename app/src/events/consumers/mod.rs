@@ -9,7 +9,7 @@ mod notifications;
 use sqlx::PgConnection;
 
 use super::OrderEvent;
-use crate::error::ApiError;
+use crate::{error::ApiError, orders::status::StockEffect};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Consumer {
@@ -38,6 +38,14 @@ impl Consumer {
             Self::Fulfilment => "fulfilment",
             Self::Analytics => "analytics",
         }
+    }
+
+    /// Whether applying `event` changes what catalog pages show (their stock).
+    pub fn changes_catalog(self, event: &OrderEvent) -> bool {
+        self == Self::Inventory
+            && event
+                .previous_status
+                .is_some_and(|from| from.stock_effect(event.status) != StockEffect::None)
     }
 
     /// Applies `event` in the caller's transaction.

@@ -186,9 +186,12 @@ async fn order(
             .json(&body)
             .send()
     };
-    post("/cart/lines", json!({ "variant_id": variant, "quantity": 1 }))
-        .await?
-        .error_for_status()?;
+    post(
+        "/cart/lines",
+        json!({ "variant_id": variant, "quantity": 1 }),
+    )
+    .await?
+    .error_for_status()?;
     let order: Value = post("/checkout", json!({}))
         .await?
         .error_for_status()?

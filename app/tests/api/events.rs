@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::{
     harness::{Stocked, TestApp, User},
     kafka::Broker,
+    worker_process::{events_settings, WorkerProcess},
 };
 
 const GOOD_CARD: &str = "4242424242424242";
@@ -340,54 +341,6 @@ fn the_documented_event_schema_is_current() {
     );
 }
 
-/// A child process killed when the test ends, passes or fails.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `app worker` as its own process, configured like `app` through the environment.
-fn worker_process(app: &TestApp, metrics_port: u16) -> KillOnDrop {
-    use secrecy::ExposeSecret;
-    let config = &app.state.config;
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_app"));
-    crate::harness::die_with_parent(&mut command);
-    command
-        .arg("worker")
-        .env_clear()
-        .env("APP_DATABASE__URL", &app.database_url)
-        .env(
-            "APP_AUTH__JWT_SECRET",
-            config.auth.jwt_secret.expose_secret(),
-        )
-        .env(
-            "APP_PAYMENTS__WEBHOOK_SECRET",
-            config.payments.webhook_secret.expose_secret(),
-        )
-        .env(
-            "APP_EVENTS__BROKERS",
-            config.events.brokers.as_deref().unwrap(),
-        )
-        .env("APP_EVENTS__TOPIC", &config.events.topic)
-        .env("APP_EVENTS__GROUP_PREFIX", &config.events.group_prefix)
-        .env(
-            "APP_EVENTS__PARTITIONS",
-            config.events.partitions.to_string(),
-        )
-        .env(
-            "APP_WORKER__METRICS_BIND",
-            format!("127.0.0.1:{metrics_port}"),
-        )
-        .env("APP_LOG__FILTER", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    KillOnDrop(command.spawn().expect("starting app worker"))
-}
-
 async fn applied(app: &TestApp) -> i64 {
     scalar(app, "SELECT count(*) FROM processed_events").await
 }
@@ -404,8 +357,7 @@ async fn a_worker_killed_mid_stream_loses_nothing_and_repeats_nothing() {
     }
     let total = ORDERS * 2 * 4;
 
-    let port = crate::harness::free_port();
-    let mut worker = worker_process(&app, port);
+    let mut worker = WorkerProcess::start(&app, &events_settings(&app));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let done = applied(&app).await;
@@ -422,12 +374,12 @@ async fn a_worker_killed_mid_stream_loses_nothing_and_repeats_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    worker.0.kill().unwrap();
-    worker.0.wait().unwrap();
+    worker.signal(libc::SIGKILL);
+    worker.exit(Duration::from_secs(10)).await;
     let at_kill = applied(&app).await;
     assert!(at_kill < total);
 
-    let mut worker = worker_process(&app, port);
+    let mut worker = WorkerProcess::start(&app, &events_settings(&app));
     app.settled().await;
     let counts = effects(&app).await;
     assert_eq!(
@@ -438,15 +390,7 @@ async fn a_worker_killed_mid_stream_loses_nothing_and_repeats_nothing() {
     assert_eq!(app.stock(&product).await, (1000 - ORDERS as i32, 0));
 
     // Its metrics, for dashboards and autoscaling.
-    let metrics = app
-        .client
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = worker.metrics_text().await;
     for name in [
         "events_consumed_total",
         "events_published_total",
@@ -456,18 +400,8 @@ async fn a_worker_killed_mid_stream_loses_nothing_and_repeats_nothing() {
     }
 
     // SIGTERM: it stops consuming, finishes, and exits cleanly.
-    unsafe { libc::kill(worker.0.id() as libc::pid_t, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(25);
-    let status = loop {
-        if let Some(status) = worker.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the worker did not stop within its grace period"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    worker.signal(libc::SIGTERM);
+    let status = worker.exit(Duration::from_secs(25)).await;
     assert!(status.success(), "{status}");
 }
 

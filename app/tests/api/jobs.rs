@@ -2,7 +2,6 @@
 //! and the worker in this process or as the real `app worker` binary (to kill it).
 
 use std::{
-    process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicU32, Ordering},
         Arc, Mutex,
@@ -27,10 +26,11 @@ use shop::{
 use uuid::Uuid;
 
 use crate::{
-    harness::{TestApp, WEBHOOK_SECRET},
+    harness::TestApp,
     payments::{add_card, order_status, pay, pending_order},
     rabbitmq::RabbitServer,
     smtp::SmtpSink,
+    worker_process::WorkerProcess,
 };
 
 /// Settings of a test worker: short delays, three attempts.
@@ -79,104 +79,25 @@ impl Drop for Worker {
     }
 }
 
-/// The real `app worker` binary, configured like `configure`.
-struct WorkerProcess {
-    child: Child,
-    pub metrics: u16,
-    log: tempfile::NamedTempFile,
-}
-
-impl WorkerProcess {
-    fn start(app: &TestApp, rabbit: &RabbitServer, sink: &SmtpSink) -> WorkerProcess {
-        Self::start_with(app, rabbit, sink, &[])
-    }
-
-    /// With more `APP_*` settings.
-    fn start_with(
-        app: &TestApp,
-        rabbit: &RabbitServer,
-        sink: &SmtpSink,
-        settings: &[(&str, &str)],
-    ) -> WorkerProcess {
-        use secrecy::ExposeSecret;
-        use std::os::unix::process::CommandExt;
-        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_app"));
-        for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("APP_")) {
-            command.env_remove(name);
-        }
-        command
-            .args(["worker", "--metrics-bind", &format!("127.0.0.1:{metrics}")])
-            .env(
-                "APP_DATABASE__URL",
-                app.state.config.database.url.expose_secret(),
-            )
-            .env(
-                "APP_AUTH__JWT_SECRET",
-                "worker-test-secret-0123456789abcdef",
-            )
-            .env("APP_PAYMENTS__WEBHOOK_SECRET", WEBHOOK_SECRET)
-            .env("APP_JOBS__AMQP_URL", rabbit.url())
-            .env("APP_JOBS__RETRY_DELAYS_MS", "[200, 400, 800]")
-            .env("APP_JOBS__MAX_ATTEMPTS", "3")
-            .env("APP_JOBS__POLL_INTERVAL_MS", "200")
-            .env("APP_JOBS__RECONNECT_DELAY_MS", "200")
-            .env("APP_JOBS__DEPTH_INTERVAL_MS", "300")
-            .env("APP_SMTP__PORT", sink.port.to_string())
-            .env("APP_WORKER__SHUTDOWN_GRACE_MS", "10000")
-            .env("APP_LOG__FILTER", "info")
-            .envs(settings.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.reopen().unwrap())
-            .stderr(log.reopen().unwrap());
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        WorkerProcess {
-            child: command.spawn().expect("starting app worker"),
-            metrics,
-            log,
-        }
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    /// Waits (at most `limit`) for the process to exit.
-    async fn exit(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the worker did not exit within {limit:?}; its log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The real `app worker` binary with the job broker and SMTP sink of the test, and
+/// `settings` on top.
+fn jobs_worker(
+    app: &TestApp,
+    rabbit: &RabbitServer,
+    sink: &SmtpSink,
+    settings: &[(&str, &str)],
+) -> WorkerProcess {
+    let mut all: Vec<(&str, String)> = vec![
+        ("APP_JOBS__AMQP_URL", rabbit.url()),
+        ("APP_JOBS__RETRY_DELAYS_MS", "[200, 400, 800]".into()),
+        ("APP_JOBS__MAX_ATTEMPTS", "3".into()),
+        ("APP_JOBS__POLL_INTERVAL_MS", "200".into()),
+        ("APP_JOBS__RECONNECT_DELAY_MS", "200".into()),
+        ("APP_JOBS__DEPTH_INTERVAL_MS", "300".into()),
+        ("APP_SMTP__PORT", sink.port.to_string()),
+    ];
+    all.extend(settings.iter().map(|(k, v)| (*k, v.to_string())));
+    WorkerProcess::start(app, &all)
 }
 
 async fn enqueue(app: &TestApp, key: &str, recipient: &str) {
@@ -370,7 +291,7 @@ async fn a_worker_killed_mid_job_sends_the_email_once() {
     // The worker waits 2 s for the greeting: long enough to be killed while it waits.
     let sink = SmtpSink::start_with_delay(2.0);
     let app = TestApp::spawn().await;
-    let mut first = WorkerProcess::start(&app, &rabbit, &sink);
+    let mut first = jobs_worker(&app, &rabbit, &sink, &[]);
     enqueue(&app, "kill-test:1", "someone@example.com").await;
 
     wait_for_connection(&sink, 1, &first).await;
@@ -378,7 +299,7 @@ async fn a_worker_killed_mid_job_sends_the_email_once() {
     first.exit(Duration::from_secs(10)).await;
     assert_eq!(sink.messages().len(), 0);
 
-    let second = WorkerProcess::start(&app, &rabbit, &sink);
+    let second = jobs_worker(&app, &rabbit, &sink, &[]);
     sink.wait_for(1, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(sink.messages().len(), 1, "exactly one email");
@@ -387,17 +308,7 @@ async fn a_worker_killed_mid_job_sends_the_email_once() {
     assert_eq!(depth(&rabbit, "emails").await, 0);
 
     // The worker's metrics: the job, and the sampled queue depth.
-    let metrics = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("http://127.0.0.1:{}/metrics", second.metrics))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = second.metrics_text().await;
     assert!(
         metrics.contains(r#"jobs_processed_total{queue="emails"} 1"#),
         "{metrics}"
@@ -431,8 +342,7 @@ async fn a_job_that_kills_every_worker_is_dead_lettered_by_the_broker() {
     enqueue(&app, "crash:1", "someone@example.com").await;
     // Delivered, then returned by a killed worker twice: more than the limit of 1.
     for round in 1..=2 {
-        let mut worker =
-            WorkerProcess::start_with(&app, &rabbit, &sink, &[("APP_JOBS__DELIVERY_LIMIT", "1")]);
+        let mut worker = jobs_worker(&app, &rabbit, &sink, &[("APP_JOBS__DELIVERY_LIMIT", "1")]);
         wait_for_connection(&sink, round, &worker).await;
         worker.signal(libc::SIGKILL);
         worker.exit(Duration::from_secs(10)).await;
@@ -739,7 +649,7 @@ async fn sigterm_lets_the_job_in_flight_finish() {
     let rabbit = RabbitServer::start();
     let sink = SmtpSink::start_with_delay(2.0);
     let app = TestApp::spawn().await;
-    let mut worker = WorkerProcess::start(&app, &rabbit, &sink);
+    let mut worker = jobs_worker(&app, &rabbit, &sink, &[]);
     enqueue(&app, "sigterm:1", "someone@example.com").await;
     wait_for_connection(&sink, 1, &worker).await;
     worker.signal(libc::SIGTERM);

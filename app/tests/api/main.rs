@@ -27,3 +27,5 @@ mod redis_down;
 mod revocation;
 mod smtp;
 mod users;
+#[allow(dead_code)]
+mod worker_process;

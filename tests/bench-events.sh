@@ -28,7 +28,8 @@ bindir=$(dirname "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | s
 as_pg() { if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  # The app and worker first, the broker they talk to last.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null; wait "${pids[i]}" 2>/dev/null; done
   as_pg "$bindir/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -37,7 +38,7 @@ trap cleanup EXIT
 mkdir "$work/pg" && { [[ $EUID -ne 0 ]] || chown postgres: "$work/pg"; }
 as_pg "$bindir/initdb" -D "$work/pg" -U postgres -A trust -E UTF8 --locale C >/dev/null
 as_pg "$bindir/pg_ctl" -D "$work/pg" -l "$work/pg/log" -w -o \
-  "-h 127.0.0.1 -p $pg_port -k '' -c shared_buffers=512MB -c max_connections=200" start >/dev/null
+  "-h 127.0.0.1 -p $pg_port -k '' -c shared_buffers=512MB -c max_connections=200 ${BENCH_PG_OPTIONS:-}" start >/dev/null
 command psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE shop"
 
 (cd "$work" && exec tansu broker --listener-url "tcp://127.0.0.1:$kafka_port" \
@@ -55,7 +56,7 @@ export APP_WORKER__METRICS_BIND="127.0.0.1:$metrics_port"
 export APP_LOG__FILTER=warn
 "$app_bin" migrate
 "$app_bin" seed --products 50 >/dev/null 2>&1
-variant=$(command psql -X -At -h 127.0.0.1 -p "$pg_port" -U postgres -d shop -c "
+variant=$(command psql -X -q -At -h 127.0.0.1 -p "$pg_port" -U postgres -d shop -c "
   WITH v AS (SELECT id FROM variants ORDER BY id LIMIT 1)
   UPDATE stock SET on_hand = on_hand + 1000000 WHERE variant_id = (SELECT id FROM v) AND warehouse_id = (SELECT min(warehouse_id) FROM stock WHERE variant_id = (SELECT id FROM v))
   RETURNING variant_id")
@@ -72,5 +73,7 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$app_port/readyz" >/dev/null 
 echo "== $rate orders/s for $seconds s: API, worker, PostgreSQL and tansu on $(nproc) cores"
 BENCH_BASE="http://127.0.0.1:$app_port" BENCH_RATE=$rate BENCH_SECONDS=$seconds BENCH_VARIANT=$variant \
   "$load_bin"
+echo "== CPU seconds used (user+system) since start"
+ps -o cputime=,args= -p "$(IFS=,; echo "${pids[*]}")" | sed 's/ --.*//'
 echo "== worker metrics"
 curl -fs "http://127.0.0.1:$metrics_port/metrics" | grep -E '^events_(published_total|consumed_total|failed_total|outbox_backlog)' || true

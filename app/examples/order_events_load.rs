@@ -149,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
 
     let (events, p50, p95, p99, max): (i64, f64, f64, f64, f64) = sqlx::query_as(
         "WITH done AS (
-             SELECT extract(epoch FROM max(p.processed_at) - e.created_at) * 1000 AS ms
+             SELECT (extract(epoch FROM max(p.processed_at) - e.created_at) * 1000)::float8 AS ms
              FROM order_events e JOIN processed_events p ON p.event_id = e.id
              WHERE e.created_at >= $1 GROUP BY e.id, e.created_at)
          SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),
@@ -160,12 +160,23 @@ async fn main() -> anyhow::Result<()> {
     .bind(started_at)
     .fetch_one(&pool)
     .await?;
+    let (relay_p50, relay_p99): (f64, f64) = sqlx::query_as(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
+         FROM (SELECT (extract(epoch FROM published_at - created_at) * 1000)::float8 AS ms
+               FROM order_events WHERE created_at >= $1) published",
+    )
+    .bind(started_at)
+    .fetch_one(&pool)
+    .await?;
     println!(
         "orders: {placed} placed and paid in {elapsed:.1} s ({:.0}/s, target {rate}/s), {failed} failed, {skipped} skipped (all shoppers busy)",
         placed as f64 / elapsed
     );
     println!(
         "events: {events} (created + paid), committed -> all 4 consumers done: p50 {p50:.0} ms, p95 {p95:.0} ms, p99 {p99:.0} ms, max {max:.0} ms"
+    );
+    println!(
+        "  of which committed -> published (relay): p50 {relay_p50:.0} ms, p99 {relay_p99:.0} ms"
     );
     if failed > 0 {
         bail!("{failed} orders failed");

@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::FutureExt;
 use rdkafka::{
     consumer::{CommitMode, Consumer as _, StreamConsumer},
     message::{BorrowedMessage, Message},
@@ -44,10 +45,15 @@ pub async fn run(
         let lag = tokio::spawn(report_lag(client.clone(), consumer, shutdown.child_token()));
         consume(&state, &client, consumer, &shutdown).await;
         lag.abort();
-        // Whatever was applied is committed before the group hands the partitions on.
-        if let Err(error) = client.commit_consumer_state(CommitMode::Sync) {
+        // Whatever was applied is committed before the group hands the partitions on. Not
+        // waited for: with the broker gone it would never return, and an offset not
+        // committed only means a redelivery, which changes nothing.
+        if let Err(error) = client.commit_consumer_state(CommitMode::Async) {
             tracing::debug!(consumer = consumer.name(), %error, "final commit");
         }
+        // Closing leaves the group, which blocks up to session.timeout.ms with the broker
+        // gone: not on a runtime thread.
+        tokio::task::spawn_blocking(move || drop(client));
     }
     Ok(())
 }
@@ -60,6 +66,9 @@ async fn connect(state: &AppState, group: &str) -> anyhow::Result<StreamConsumer
     Ok(client)
 }
 
+/// Events applied in one transaction at most: whatever has arrived, up to this many.
+const MAX_BATCH: usize = 256;
+
 async fn consume(
     state: &AppState,
     client: &StreamConsumer,
@@ -67,26 +76,87 @@ async fn consume(
     shutdown: &CancellationToken,
 ) {
     loop {
-        let message = tokio::select! {
+        let first = tokio::select! {
             message = client.recv() => message,
             _ = shutdown.cancelled() => return,
         };
-        match message {
-            Ok(message) => {
-                if handle(state, consumer, &message, shutdown).await {
-                    if let Err(error) = client.store_offset_from_message(&message) {
-                        tracing::warn!(consumer = consumer.name(), %error, "storing an offset");
-                    }
-                } else {
-                    // Shutting down mid-event: its offset stays where it was.
-                    return;
+        // Whatever else is already here joins the batch: one commit for all of them keeps up
+        // with a busy topic, and costs nothing when events come one at a time.
+        let mut received = vec![first];
+        while received.len() < MAX_BATCH {
+            match client.recv().now_or_never() {
+                Some(message) => received.push(message),
+                None => break,
+            }
+        }
+        let mut messages = Vec::with_capacity(received.len());
+        for message in received {
+            match message {
+                Ok(message) => messages.push(message),
+                Err(error) => {
+                    metrics::counter!("events_consumer_errors_total", "consumer" => consumer.name())
+                        .increment(1);
+                    tracing::warn!(consumer = consumer.name(), %error, "receiving");
                 }
             }
+        }
+        if messages.is_empty() {
+            pause(shutdown, Duration::from_millis(200)).await;
+            continue;
+        }
+        if !handle_batch(state, consumer, &messages, shutdown).await {
+            // Shutting down mid-batch: its offsets stay where they were.
+            return;
+        }
+        for message in &messages {
+            if let Err(error) = client.store_offset_from_message(message) {
+                tracing::warn!(consumer = consumer.name(), %error, "storing an offset");
+            }
+        }
+    }
+}
+
+/// Applies a batch of messages in one transaction, retrying while the database is
+/// unavailable. Should one event fail for another reason, the batch is applied one event at a
+/// time, so that only that event is set aside. True when every message is done with.
+async fn handle_batch(
+    state: &AppState,
+    consumer: Consumer,
+    messages: &[BorrowedMessage<'_>],
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut events = Vec::with_capacity(messages.len());
+    for message in messages {
+        match parse(message) {
+            Ok(event) => events.push(event),
+            Err(error) => set_aside(state, consumer, message, &error).await,
+        }
+    }
+    if events.is_empty() {
+        return true;
+    }
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match apply_all(state, consumer, &events).await {
+            Ok(fresh) => {
+                record(consumer, &events, &fresh);
+                return true;
+            }
+            Err(error) if is_unavailable(&error) => {
+                tracing::warn!(consumer = consumer.name(), %error, "applying; will retry");
+                if !pause(shutdown, backoff).await {
+                    return false;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
             Err(error) => {
-                metrics::counter!("events_consumer_errors_total", "consumer" => consumer.name())
-                    .increment(1);
-                tracing::warn!(consumer = consumer.name(), %error, "receiving");
-                pause(shutdown, Duration::from_millis(200)).await;
+                tracing::warn!(consumer = consumer.name(), %error, "a batch failed; applying its events one by one");
+                for message in messages {
+                    if !handle(state, consumer, message, shutdown).await {
+                        return false;
+                    }
+                }
+                return true;
             }
         }
     }
@@ -111,16 +181,9 @@ async fn handle(
     let mut backoff = Duration::from_millis(50);
     loop {
         attempt += 1;
-        match apply_once(state, consumer, &event).await {
-            Ok(applied) => {
-                let outcome = if applied { "applied" } else { "duplicate" };
-                metrics::counter!("events_consumed_total", "consumer" => consumer.name(), "outcome" => outcome)
-                    .increment(1);
-                if applied {
-                    let age = OffsetDateTime::now_utc() - event.occurred_at;
-                    metrics::histogram!("events_consumer_latency_seconds", "consumer" => consumer.name())
-                        .record(age.as_seconds_f64().max(0.0));
-                }
+        match apply_all(state, consumer, std::slice::from_ref(&event)).await {
+            Ok(fresh) => {
+                record(consumer, std::slice::from_ref(&event), &fresh);
                 return true;
             }
             Err(error) if !is_unavailable(&error) && attempt >= MAX_ATTEMPTS => {
@@ -138,6 +201,21 @@ async fn handle(
     }
 }
 
+/// Counts applied and duplicate events, and how long applied ones took since they happened.
+fn record(consumer: Consumer, events: &[OrderEvent], fresh: &[bool]) {
+    let now = OffsetDateTime::now_utc();
+    for (event, &applied) in events.iter().zip(fresh) {
+        let outcome = if applied { "applied" } else { "duplicate" };
+        metrics::counter!("events_consumed_total", "consumer" => consumer.name(), "outcome" => outcome)
+            .increment(1);
+        if applied {
+            let age = now - event.occurred_at;
+            metrics::histogram!("events_consumer_latency_seconds", "consumer" => consumer.name())
+                .record(age.as_seconds_f64().max(0.0));
+        }
+    }
+}
+
 fn parse(message: &BorrowedMessage<'_>) -> Result<OrderEvent, String> {
     let payload = message
         .payload_view::<str>()
@@ -151,32 +229,40 @@ fn parse(message: &BorrowedMessage<'_>) -> Result<OrderEvent, String> {
     Ok(event)
 }
 
-/// In one transaction: record the event as processed by `consumer` and, if it was new,
-/// apply it. False when the event had been applied before.
-async fn apply_once(
+/// In one transaction: record each event as processed by `consumer` and apply those that
+/// were new. For each event, whether it was new (false: applied before).
+async fn apply_all(
     state: &AppState,
     consumer: Consumer,
-    event: &OrderEvent,
-) -> Result<bool, ApiError> {
+    events: &[OrderEvent],
+) -> Result<Vec<bool>, ApiError> {
     let mut tx = state.db.write.begin().await?;
-    let fresh = sqlx::query!(
-        "INSERT INTO processed_events (consumer, event_id, order_id, order_seq, event_created_at)
-         SELECT $1, $2, $3, $4, created_at FROM order_events WHERE id = $2
-         ON CONFLICT (consumer, event_id) DO NOTHING",
-        consumer.name(),
-        event.id,
-        event.order_id,
-        event.sequence,
-    )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if fresh {
-        consumer.apply(&mut tx, event).await?;
+    let mut fresh = Vec::with_capacity(events.len());
+    for event in events {
+        let new = sqlx::query!(
+            "INSERT INTO processed_events (consumer, event_id, order_id, order_seq, event_created_at)
+             SELECT $1, $2, $3, $4, created_at FROM order_events WHERE id = $2
+             ON CONFLICT (consumer, event_id) DO NOTHING",
+            consumer.name(),
+            event.id,
+            event.order_id,
+            event.sequence,
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if new {
+            consumer.apply(&mut tx, event).await?;
+        }
+        fresh.push(new);
     }
     tx.commit().await?;
-    if fresh && consumer.changes_catalog(event) {
+    let catalog_changed = events
+        .iter()
+        .zip(&fresh)
+        .any(|(event, &new)| new && consumer.changes_catalog(event));
+    if catalog_changed {
         // Stock shown on product pages changed: every replica's cache forgets its pages.
         if let Err(error) = crate::catalog::cache::invalidate(state).await {
             tracing::warn!(%error, "catalog cache not invalidated; pages expire within their TTL");

@@ -233,16 +233,7 @@ async fn handle(ctx: &JobContext, queue: Queue, publisher: &Channel, delivery: D
             let jobs = &ctx.state.config.jobs;
             if attempts >= jobs.max_attempts {
                 tracing::error!(%queue, %key, attempts, %error, "job failed for the last time: dead-lettered");
-                metrics::counter!("jobs_dead_lettered_total", "queue" => label, "reason" => "attempts").increment(1);
-                hand_on(
-                    publisher,
-                    &delivery,
-                    topology::DEAD_EXCHANGE,
-                    label,
-                    attempts,
-                    &error,
-                )
-                .await
+                dead_letter(publisher, &delivery, label, attempts, &error, "attempts").await
             } else {
                 let delay = jobs.retry_delay_ms(attempts);
                 tracing::warn!(%queue, %key, attempts, retry_in_ms = delay, %error, "job failed: retrying");
@@ -260,19 +251,9 @@ async fn handle(ctx: &JobContext, queue: Queue, publisher: &Channel, delivery: D
         }
         Outcome::Poison(error) => {
             metrics::counter!("jobs_failed_total", "queue" => label).increment(1);
-            metrics::counter!("jobs_dead_lettered_total", "queue" => label, "reason" => "poison")
-                .increment(1);
             tracing::error!(%queue, %key, %error, "job cannot succeed: dead-lettered");
             let attempts = header_u32(&delivery, ATTEMPTS_HEADER) + 1;
-            hand_on(
-                publisher,
-                &delivery,
-                topology::DEAD_EXCHANGE,
-                label,
-                attempts,
-                &error,
-            )
-            .await
+            dead_letter(publisher, &delivery, label, attempts, &error, "poison").await
         }
     };
     if let Err(e) = result {
@@ -290,6 +271,29 @@ async fn handle(ctx: &JobContext, queue: Queue, publisher: &Channel, delivery: D
 
 /// Publishes the job (confirmed) to a retry queue or the dead-letter queue with its
 /// attempts and last error in headers, then acknowledges the original.
+/// Hands the job to its queue's dead-letter queue, counted by `reason` (`attempts` or
+/// `poison`).
+async fn dead_letter(
+    publisher: &Channel,
+    delivery: &Delivery,
+    queue: &'static str,
+    attempts: u32,
+    error: &str,
+    reason: &'static str,
+) -> anyhow::Result<()> {
+    metrics::counter!("jobs_dead_lettered_total", "queue" => queue, "reason" => reason)
+        .increment(1);
+    hand_on(
+        publisher,
+        delivery,
+        topology::DEAD_EXCHANGE,
+        queue,
+        attempts,
+        error,
+    )
+    .await
+}
+
 async fn hand_on(
     publisher: &Channel,
     delivery: &Delivery,

@@ -414,6 +414,12 @@ impl TestApp {
         )
     }
 
+    /// The app's Prometheus metrics, as text.
+    pub async fn metrics_text(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
         self.call(Method::GET, path, token, None).await
     }

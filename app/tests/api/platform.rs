@@ -97,15 +97,7 @@ async fn request_ids_are_kept_when_given() {
 async fn metrics_count_requests_per_route() {
     let app = TestApp::spawn().await;
     app.get("/healthz", None).await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.contains("http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}"),
         "{text}"

@@ -68,8 +68,7 @@ async fn login_attempts_are_limited_per_account() {
     let (status, [_, remaining, ..], _) = send(login(&app, &other.email, PASSWORD)).await;
     assert_eq!((status, remaining), (StatusCode::OK, Some(4)));
 
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
-    let metrics = metrics.text().await.unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("rate_limited_total{limit=\"login_account\"}"),
         "{metrics}"

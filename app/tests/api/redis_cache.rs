@@ -136,15 +136,7 @@ async fn concurrent_misses_on_two_replicas_make_one_query() {
         (1, 1),
         "40 concurrent misses on two replicas: one database query"
     );
-    let metrics = a
-        .client
-        .get(a.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = a.metrics_text().await;
     assert!(metrics.contains("catalog_cache_loads_total"), "{metrics}");
     assert!(
         metrics.contains("catalog_cache_requests_total{outcome=\"HIT\",layer=\"redis\"}"),

@@ -115,8 +115,7 @@ async fn the_api_serves_while_redis_is_down_and_recovers() {
         app.get("/api/v1/users/me", Some(&access)).await.0,
         StatusCode::OK
     );
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
-    assert!(metrics.text().await.unwrap().contains("redis_errors_total"));
+    assert!(app.metrics_text().await.contains("redis_errors_total"));
 
     // Back: the connection comes back by itself, and Redis is used again.
     redis.restart();

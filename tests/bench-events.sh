@@ -52,6 +52,10 @@ export APP_AUTH__JWT_SECRET=$(head -c 32 /dev/urandom | base64)
 export APP_PAYMENTS__WEBHOOK_SECRET=$(head -c 24 /dev/urandom | base64)
 export APP_HTTP__BIND="127.0.0.1:$app_port"
 export APP_EVENTS__BROKERS="127.0.0.1:$kafka_port"
+# tansu answers every fetch after the consumer's full fetch wait and reads each partition
+# from SQLite: with 4 groups, each partition costs CPU even when idle (6 partitions: 9 s of
+# broker CPU in an idle 25 s run, 2 partitions: 3 s). `up local` runs 2 as well.
+export APP_EVENTS__PARTITIONS=${APP_EVENTS__PARTITIONS:-2}
 export APP_WORKER__METRICS_BIND="127.0.0.1:$metrics_port"
 export APP_LOG__FILTER=warn
 "$app_bin" migrate
@@ -70,10 +74,16 @@ pids+=($!)
 pids+=($!)
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$app_port/readyz" >/dev/null && break; sleep 0.1; done
 
+# Busy and total jiffies of the whole machine (the "cpu" line of /proc/stat).
+jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
 echo "== $rate orders/s for $seconds s: API, worker, PostgreSQL and tansu on $(nproc) cores"
+read -r busy0 total0 < <(jiffies)
 BENCH_BASE="http://127.0.0.1:$app_port" BENCH_RATE=$rate BENCH_SECONDS=$seconds BENCH_VARIANT=$variant \
-  "$load_bin"
+  /usr/bin/time -f "%U %S" -o "$work/load.cpu" "$load_bin"
+read -r busy1 total1 < <(jiffies)
 echo "== CPU seconds used (user+system) since start"
 ps -o cputime=,args= -p "$(IFS=,; echo "${pids[*]}")" | sed 's/ --.*//'
+awk '{printf "%d s load generator\n", $1+$2}' "$work/load.cpu"
+echo "machine busy during the load (PostgreSQL is most of the rest): $(( 100 * (busy1 - busy0) / (total1 - total0) )) %"
 echo "== worker metrics"
 curl -fs "http://127.0.0.1:$metrics_port/metrics" | grep -E '^events_(published_total|consumed_total|failed_total|outbox_backlog)' || true

@@ -43,8 +43,34 @@ pub struct LocalStatus {
     pub problems: Vec<String>,
 }
 
-/// Patroni's `/cluster`, from the first member that answers.
+/// Patroni's `/cluster`, from the first member that answers, with each replica's state
+/// taken from the leader's `pg_stat_replication` (Patroni 3.0 reports replicas as
+/// "running" whether or not they stream).
 pub fn cluster(topology: &Topology) -> Vec<Member> {
+    let mut members = members(topology);
+    let leader = members
+        .iter()
+        .find(|m| m.role == "leader")
+        .and_then(|m| topology.pg.iter().find(|p| p.name == m.name));
+    let replication: Vec<Value> = leader
+        .and_then(|l| http::get(l.rest_port, "/patroni", Duration::from_secs(1)).ok())
+        .and_then(|r| serde_json::from_str::<Value>(&r.body).ok())
+        .and_then(|v| v["replication"].as_array().cloned())
+        .unwrap_or_default();
+    for m in members.iter_mut().filter(|m| m.role != "leader") {
+        if let Some(r) = replication
+            .iter()
+            .find(|r| r["application_name"] == m.name.as_str())
+        {
+            if m.state == "running" {
+                m.state = r["state"].as_str().unwrap_or("running").to_owned();
+            }
+        }
+    }
+    members
+}
+
+fn members(topology: &Topology) -> Vec<Member> {
     for pg in &topology.pg {
         let Ok(response) = http::get(pg.rest_port, "/cluster", Duration::from_secs(1)) else {
             continue;
@@ -112,7 +138,7 @@ pub fn query(topology: &Topology) -> LocalStatus {
         }
         let timeline = leaders.first().and_then(|l| l.timeline);
         for m in postgres.iter().filter(|m| m.role != "leader") {
-            if !matches!(m.state.as_str(), "streaming" | "running") || m.timeline != timeline {
+            if m.state != "streaming" || m.timeline != timeline {
                 problems.push(format!("{} is {} on timeline {:?}", m.name, m.state, m.timeline));
             }
         }

@@ -339,10 +339,13 @@ fn prepare(shared: &Shared) -> Result<()> {
         ("seed", vec!["seed", "--products", "200"]),
     ] {
         let log_file = File::create(t.log_file(what))?;
-        let status = std::process::Command::new(&shared.app)
+        let mut command = std::process::Command::new(&shared.app);
+        if what == "seed" {
+            command.env("APP_SEED_PASSWORD", &shared.secrets.seed_password);
+        }
+        let status = command
             .args(&args)
             .envs(env.iter().cloned())
-            .env("APP_SEED_PASSWORD", &shared.secrets.seed_password)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)

@@ -199,9 +199,16 @@ fn checks(t: &Topology, tools: &Tools) -> Result<Vec<Check>> {
         r.iter().filter(|p| ready::http_ok(**p, "/leader")).count() == 1
     }));
     let want = rest.len() - 1;
-    add(format!("postgres {want} replicas (Patroni /replica)"), Box::new(move || {
-        rest.iter().filter(|p| ready::http_ok(**p, "/replica")).count() == want
-    }));
+    let topology = t.clone();
+    add(
+        format!("postgres {want} streaming replicas, 1 synchronous (Patroni /cluster)"),
+        Box::new(move || {
+            let members = super::status::cluster(&topology);
+            let streaming = members.iter().filter(|m| m.role != "leader" && m.state == "streaming").count();
+            let sync = members.iter().filter(|m| m.role == "sync_standby").count();
+            streaming == want && (want == 0 || sync == 1)
+        }),
+    );
     for (label, port) in [("haproxy write port", t.ports.haproxy_write), ("haproxy read port", t.ports.haproxy_read)] {
         let (psql, password) = (tools.psql.clone(), secrets.postgres_password.clone());
         add(label.into(), Box::new(move || ready::query(&psql, port, "postgres", &password, "postgres")));

@@ -239,7 +239,11 @@ impl Config {
             figment = figment.merge(Toml::file_exact(Path::new(&path)));
         }
         // APP_SEED_PASSWORD and APP_STAFF_PASSWORD are read by `seed` and `staff`, not config.
-        figment = figment.merge(Env::prefixed("APP_").split("__").ignore(&["config", "seed_password", "staff_password"]));
+        figment = figment.merge(Env::prefixed("APP_").split("__").ignore(&[
+            "config",
+            "seed_password",
+            "staff_password",
+        ]));
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Load(Box::new(e)))?;

@@ -308,7 +308,11 @@ fn up_local(project: &Project, args: &UpArgs) -> Result<ExitCode> {
     eprintln!(
         "{}: {} in {:.1} s; `shopctl status {}` shows it, `shopctl down {}` stops it",
         env.name,
-        if outcome.reused { "already up, ready" } else { "up and ready" },
+        if outcome.reused {
+            "already up, ready"
+        } else {
+            "up and ready"
+        },
         outcome.elapsed.as_secs_f64(),
         env.name,
         env.name
@@ -319,7 +323,12 @@ fn up_local(project: &Project, args: &UpArgs) -> Result<ExitCode> {
 fn logs(project: &Project, args: &LogsArgs) -> Result<ExitCode> {
     let env = project.load(&args.env)?;
     local_only(&env, "logs")?;
-    crate::local::logs::run(&topology(project, &env)?, &args.component, args.lines, args.follow)?;
+    crate::local::logs::run(
+        &topology(project, &env)?,
+        &args.component,
+        args.lines,
+        args.follow,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -70,7 +70,10 @@ fn project_on_free_ports() -> Project {
         let text = project.env_text("local");
         let from = format!("\n{key} = {default}");
         assert!(text.contains(&from), "{from}");
-        project.write_env("local", &text.replacen(&from, &format!("\n{key} = {port}"), 1));
+        project.write_env(
+            "local",
+            &text.replacen(&from, &format!("\n{key} = {port}"), 1),
+        );
     }
     project.edit(
         "local",
@@ -182,10 +185,17 @@ fn up_supervises_the_topology_and_down_stops_every_process() {
     let leaders: Vec<&Value> = members.iter().filter(|m| m["role"] == "leader").collect();
     assert_eq!(leaders.len(), 1, "{status:#}");
     let replicas: Vec<&Value> = members.iter().filter(|m| m["role"] != "leader").collect();
-    assert!(replicas.iter().all(|m| m["state"] == "streaming"
-        && m["timeline"] == leaders[0]["timeline"]), "{status:#}");
+    assert!(
+        replicas
+            .iter()
+            .all(|m| m["state"] == "streaming" && m["timeline"] == leaders[0]["timeline"]),
+        "{status:#}"
+    );
     assert_eq!(
-        replicas.iter().filter(|m| m["role"] == "sync_standby").count(),
+        replicas
+            .iter()
+            .filter(|m| m["role"] == "sync_standby")
+            .count(),
         1,
         "{status:#}"
     );
@@ -216,7 +226,10 @@ fn up_supervises_the_topology_and_down_stops_every_process() {
         let app = component(&now, "app-1");
         if app["state"] == "running" && app["restarts"] == 1 && app["pid"].as_i64() != Some(pid) {
             assert!(
-                app["last_exit"].as_str().unwrap().starts_with("signal 9 at "),
+                app["last_exit"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("signal 9 at "),
                 "{app}"
             );
             break;
@@ -252,7 +265,9 @@ fn up_supervises_the_topology_and_down_stops_every_process() {
         .args(["down", "local"])
         .assert()
         .failure()
-        .stderr(predicate::str::contains("refusing to take down local without --yes"));
+        .stderr(predicate::str::contains(
+            "refusing to take down local without --yes",
+        ));
     let last = state(&project);
     let mut pids: Vec<i64> = last["components"]
         .as_array()
@@ -261,7 +276,10 @@ fn up_supervises_the_topology_and_down_stops_every_process() {
         .filter_map(|c| c["pid"].as_i64())
         .collect();
     pids.push(last["supervisor_pid"].as_i64().unwrap());
-    assert!(pids.iter().all(|p| alive(*p)), "down without --yes stopped something");
+    assert!(
+        pids.iter().all(|p| alive(*p)),
+        "down without --yes stopped something"
+    );
     project
         .shopctl()
         .args(["down", "local", "--yes", "--purge"])
@@ -312,7 +330,11 @@ fn ranges_that_overlap_and_unknown_keys_are_refused() {
             "local.ports.postgres: port 8102 is already used by local.ports.app",
         ));
     let project = Project::new();
-    project.edit("local", "etcd_members = 3", "etcd_members = 3\netcd_member = 3");
+    project.edit(
+        "local",
+        "etcd_members = 3",
+        "etcd_members = 3\netcd_member = 3",
+    );
     project
         .shopctl()
         .args(["status", "local"])
@@ -320,4 +342,3 @@ fn ranges_that_overlap_and_unknown_keys_are_refused() {
         .failure()
         .stderr(predicate::str::contains("unknown field `etcd_member`"));
 }
-

@@ -360,14 +360,20 @@ fn local(env: &Environment, f: &mut Findings) {
     if env.tier != Tier::Local {
         f.add(
             "local",
-            format!("[local] describes processes on this machine; this is a {} environment", env.tier),
+            format!(
+                "[local] describes processes on this machine; this is a {} environment",
+                env.tier
+            ),
             "[local] only in a tier = \"local\" environment",
         );
     }
     if local.etcd_members == 0 || local.etcd_members % 2 == 0 {
         f.add(
             "local.etcd_members",
-            format!("{} etcd members: the DCS needs an odd quorum", local.etcd_members),
+            format!(
+                "{} etcd members: the DCS needs an odd quorum",
+                local.etcd_members
+            ),
             "an odd number (1, 3, 5)",
         );
     }
@@ -414,14 +420,19 @@ fn local(env: &Environment, f: &mut Findings) {
     }
     if let (Some(jobs), Some(rest)) = (
         &env.jobs,
-        env.jobs.as_ref().and_then(|j| j.amqp_url.strip_prefix("amqp://")),
+        env.jobs
+            .as_ref()
+            .and_then(|j| j.amqp_url.strip_prefix("amqp://")),
     ) {
         let authority = rest.split('/').next().unwrap_or_default();
         let port = authority.rsplit_once(':').map(|(_, p)| p);
         if port.is_some_and(|p| p != local.ports.amqp.to_string()) {
             f.add(
                 "jobs.amqp_url",
-                format!("`{}` names another port than local.ports.amqp ({})", jobs.amqp_url, local.ports.amqp),
+                format!(
+                    "`{}` names another port than local.ports.amqp ({})",
+                    jobs.amqp_url, local.ports.amqp
+                ),
                 format!("amqp://user@127.0.0.1:{}/%2f", local.ports.amqp),
             );
         }

@@ -45,7 +45,10 @@ pub fn app_env(t: &Topology, s: &Secrets) -> Vec<(String, String)> {
         ("APP_EVENTS__PARTITIONS", "2".into()),
         (
             "APP_JOBS__AMQP_URL",
-            format!("amqp://{APP_DB_USER}:{}@127.0.0.1:{}/%2f", s.amqp_password, p.amqp),
+            format!(
+                "amqp://{APP_DB_USER}:{}@127.0.0.1:{}/%2f",
+                s.amqp_password, p.amqp
+            ),
         ),
         ("APP_SMTP__HOST", "127.0.0.1".into()),
         ("APP_SMTP__PORT", p.smtp.to_string()),
@@ -89,15 +92,24 @@ pub fn specs(t: &Topology, s: &Secrets, tools: &Tools, app: &PathBuf) -> Vec<Spe
             &pg.name,
             Stage::Database,
             &tools.patroni,
-            vec![conf.join(format!("patroni-{}.yml", pg.name)).display().to_string()],
+            vec![conf
+                .join(format!("patroni-{}.yml", pg.name))
+                .display()
+                .to_string()],
             pg.dir.clone(),
         );
         patroni.as_postgres = true;
         // Patroni stops PostgreSQL (fast mode) before it exits.
         patroni.grace_secs = 30;
         patroni.env = vec![
-            ("PATRONI_SUPERUSER_PASSWORD".into(), s.postgres_password.clone()),
-            ("PATRONI_REPLICATION_PASSWORD".into(), s.replication_password.clone()),
+            (
+                "PATRONI_SUPERUSER_PASSWORD".into(),
+                s.postgres_password.clone(),
+            ),
+            (
+                "PATRONI_REPLICATION_PASSWORD".into(),
+                s.replication_password.clone(),
+            ),
             ("PATRONI_REWIND_PASSWORD".into(), s.rewind_password.clone()),
         ];
         specs.push(patroni);
@@ -106,7 +118,11 @@ pub fn specs(t: &Topology, s: &Secrets, tools: &Tools, app: &PathBuf) -> Vec<Spe
         "haproxy",
         Stage::Base,
         &tools.haproxy,
-        vec!["-db".into(), "-f".into(), conf.join("haproxy.cfg").display().to_string()],
+        vec![
+            "-db".into(),
+            "-f".into(),
+            conf.join("haproxy.cfg").display().to_string(),
+        ],
         dir.clone(),
     ));
     let redis_dir = dir.join("redis");
@@ -115,29 +131,64 @@ pub fn specs(t: &Topology, s: &Secrets, tools: &Tools, app: &PathBuf) -> Vec<Spe
         Stage::Base,
         &tools.redis,
         [
-            "--bind", "127.0.0.1", "--port", &p.redis.to_string(), "--dir",
-            &redis_dir.display().to_string(), "--save", "", "--appendonly", "no",
-            "--daemonize", "no", "--protected-mode", "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &p.redis.to_string(),
+            "--dir",
+            &redis_dir.display().to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
         ]
         .map(String::from)
         .to_vec(),
         redis_dir.clone(),
     ));
     let rabbit_dir = dir.join("rabbitmq");
-    let mut rabbit = spec("rabbitmq", Stage::Base, &tools.rabbitmq, vec![], rabbit_dir.clone());
+    let mut rabbit = spec(
+        "rabbitmq",
+        Stage::Base,
+        &tools.rabbitmq,
+        vec![],
+        rabbit_dir.clone(),
+    );
     rabbit.grace_secs = 30;
     rabbit.env = vec![
         // Its own HOME for the Erlang cookie, its own node name and ports.
         ("HOME".into(), rabbit_dir.display().to_string()),
-        ("RABBITMQ_NODENAME".into(), format!("shop-{}@localhost", t.env)),
+        (
+            "RABBITMQ_NODENAME".into(),
+            format!("shop-{}@localhost", t.env),
+        ),
         ("RABBITMQ_NODE_IP_ADDRESS".into(), "127.0.0.1".into()),
         ("RABBITMQ_NODE_PORT".into(), p.amqp.to_string()),
         ("RABBITMQ_DIST_PORT".into(), p.rabbitmq_dist.to_string()),
-        ("RABBITMQ_MNESIA_BASE".into(), rabbit_dir.join("mnesia").display().to_string()),
-        ("RABBITMQ_LOG_BASE".into(), rabbit_dir.join("log").display().to_string()),
-        ("RABBITMQ_CONFIG_FILE".into(), rabbit_dir.join("rabbitmq.conf").display().to_string()),
-        ("RABBITMQ_ENABLED_PLUGINS_FILE".into(), rabbit_dir.join("enabled_plugins").display().to_string()),
-        ("RABBITMQ_PID_FILE".into(), rabbit_dir.join("rabbitmq.pid").display().to_string()),
+        (
+            "RABBITMQ_MNESIA_BASE".into(),
+            rabbit_dir.join("mnesia").display().to_string(),
+        ),
+        (
+            "RABBITMQ_LOG_BASE".into(),
+            rabbit_dir.join("log").display().to_string(),
+        ),
+        (
+            "RABBITMQ_CONFIG_FILE".into(),
+            rabbit_dir.join("rabbitmq.conf").display().to_string(),
+        ),
+        (
+            "RABBITMQ_ENABLED_PLUGINS_FILE".into(),
+            rabbit_dir.join("enabled_plugins").display().to_string(),
+        ),
+        (
+            "RABBITMQ_PID_FILE".into(),
+            rabbit_dir.join("rabbitmq.pid").display().to_string(),
+        ),
         (
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS".into(),
             "-kernel inet_dist_use_interface {127,0,0,1}".into(),
@@ -185,9 +236,10 @@ pub fn specs(t: &Topology, s: &Secrets, tools: &Tools, app: &PathBuf) -> Vec<Spe
         let mut worker = spec(&w.name, Stage::App, app, vec!["worker".into()], dir.clone());
         worker.grace_secs = 25;
         worker.env = env.clone();
-        worker
-            .env
-            .push(("APP_WORKER__METRICS_BIND".into(), format!("127.0.0.1:{}", w.port)));
+        worker.env.push((
+            "APP_WORKER__METRICS_BIND".into(),
+            format!("127.0.0.1:{}", w.port),
+        ));
         specs.push(worker);
     }
     for a in &t.apps {

@@ -84,7 +84,10 @@ pub fn request(socket: &Path, request: &Value) -> Result<Value, ControlError> {
     } else {
         Err(ControlError::Refused {
             op: request["op"].as_str().unwrap_or_default().to_owned(),
-            message: answer["error"].as_str().unwrap_or("no reason given").to_owned(),
+            message: answer["error"]
+                .as_str()
+                .unwrap_or("no reason given")
+                .to_owned(),
         })
     }
 }

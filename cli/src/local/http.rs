@@ -28,7 +28,8 @@ pub fn request(
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let body = json_body.unwrap_or("");
-    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut head =
+        format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     if json_body.is_some() {
         head += &format!(
             "Content-Type: application/json\r\nContent-Length: {}\r\n",

@@ -13,8 +13,7 @@ use super::http;
 const TIMEOUT: Duration = Duration::from_millis(800);
 
 fn connect(port: u16) -> std::io::Result<TcpStream> {
-    let stream =
-        TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), TIMEOUT)?;
+    let stream = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), TIMEOUT)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
     Ok(stream)

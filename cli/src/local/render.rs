@@ -28,7 +28,12 @@ pub fn render(templates_dir: &Path, topology: &Topology) -> Result<Tree, RenderE
         });
         context["etcd"] = serde_json::to_value(etcd).expect("serializes");
         let tree = templates.render_value(&context)?;
-        take(&tree, &mut out, "patroni.yml", &format!("patroni-{}.yml", pg.name));
+        take(
+            &tree,
+            &mut out,
+            "patroni.yml",
+            &format!("patroni-{}.yml", pg.name),
+        );
         if i == 0 {
             take(&tree, &mut out, "haproxy.cfg", "haproxy.cfg");
             take(&tree, &mut out, "nginx.conf", "nginx.conf");
@@ -39,7 +44,12 @@ pub fn render(templates_dir: &Path, topology: &Topology) -> Result<Tree, RenderE
         context["pg"] = json!({"name": "", "port": 0, "rest_port": 0, "dir": "", "data_dir": ""});
         context["etcd"] = serde_json::to_value(etcd).expect("serializes");
         let tree = templates.render_value(&context)?;
-        take(&tree, &mut out, "etcd.yml", &format!("etcd-{}.yml", etcd.name));
+        take(
+            &tree,
+            &mut out,
+            "etcd.yml",
+            &format!("etcd-{}.yml", etcd.name),
+        );
     }
     Ok(out)
 }

@@ -10,11 +10,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error("cannot read {}: {source}", .file.display())]
-    Read { file: PathBuf, source: std::io::Error },
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{} is not valid: {message}\n  hint: `shopctl down local --purge --yes` starts over", .file.display())]
     Invalid { file: PathBuf, message: String },
     #[error("cannot write {}: {source}", .file.display())]
-    Write { file: PathBuf, source: std::io::Error },
+    Write {
+        file: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Clone, Serialize, Deserialize)]

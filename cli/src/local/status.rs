@@ -109,7 +109,11 @@ pub fn query(topology: &Topology) -> LocalStatus {
                     .and_then(control::seconds_since),
                 state: ComponentState {
                     // Without a supervisor nothing it started still runs.
-                    state: if supervisor_pid.is_some() { c.state } else { RunState::Stopped },
+                    state: if supervisor_pid.is_some() {
+                        c.state
+                    } else {
+                        RunState::Stopped
+                    },
                     pid: c.pid.filter(|_| supervisor_pid.is_some()),
                     ..c.clone()
                 },
@@ -139,7 +143,10 @@ pub fn query(topology: &Topology) -> LocalStatus {
         let timeline = leaders.first().and_then(|l| l.timeline);
         for m in postgres.iter().filter(|m| m.role != "leader") {
             if m.state != "streaming" || m.timeline != timeline {
-                problems.push(format!("{} is {} on timeline {:?}", m.name, m.state, m.timeline));
+                problems.push(format!(
+                    "{} is {} on timeline {:?}",
+                    m.name, m.state, m.timeline
+                ));
             }
         }
         if postgres.len() != topology.pg.len() {
@@ -174,7 +181,14 @@ pub fn table(status: &LocalStatus) -> String {
     let mut components = comfy_table::Table::new();
     components
         .load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
-        .set_header(["component", "state", "pid", "restarts", "uptime", "last exit"]);
+        .set_header([
+            "component",
+            "state",
+            "pid",
+            "restarts",
+            "uptime",
+            "last exit",
+        ]);
     for c in &status.components {
         let s = &c.state;
         components.add_row([
@@ -195,7 +209,9 @@ pub fn table(status: &LocalStatus) -> String {
             m.name.clone(),
             m.role.clone(),
             m.state.clone(),
-            m.timeline.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+            m.timeline
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "-".into()),
             match m.lag_bytes {
                 Some(b) if m.role != "leader" => format!("{b} B ({:.1} MB)", b as f64 / 1e6),
                 _ => "-".into(),

@@ -96,7 +96,10 @@ pub fn run(topology: Topology, app: PathBuf) -> Result<()> {
             last_exit: None,
         })
         .collect();
-    let modes = specs.iter().map(|_| watch::channel(Mode::Pending).0).collect();
+    let modes = specs
+        .iter()
+        .map(|_| watch::channel(Mode::Pending).0)
+        .collect();
     let shared = Arc::new(Shared {
         postgres_account: postgres_account(),
         topology,
@@ -172,7 +175,10 @@ fn leftovers(shared: &Shared) {
     }
     for pg in &shared.topology.pg {
         if let Some(pid) = postmaster_pid(&pg.data_dir) {
-            log(&format!("{}: stopping a leftover postmaster {pid}", pg.name));
+            log(&format!(
+                "{}: stopping a leftover postmaster {pid}",
+                pg.name
+            ));
             // SIGQUIT: immediate shutdown; SIGKILL if it lingers.
             unsafe { libc::kill(pid as i32, libc::SIGQUIT) };
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -229,7 +235,8 @@ impl Shared {
     }
 
     fn event(&self, component: &str, event: &str, detail: Value) {
-        let line = json!({"at": now_rfc3339(), "component": component, "event": event, "detail": detail});
+        let line =
+            json!({"at": now_rfc3339(), "component": component, "event": event, "detail": detail});
         log(&format!("{component}: {event} {detail}"));
         let mut file = self.events.lock().expect("events lock");
         let _ = writeln!(file, "{line}");
@@ -240,7 +247,10 @@ async fn orchestrate(shared: Arc<Shared>) {
     let t = &shared.topology;
     start_stage(&shared, Stage::Base);
     let etcd: Vec<u16> = t.etcd.iter().map(|e| e.client_port).collect();
-    wait_until(&shared, "etcd quorum", move || etcd.iter().all(|p| super::ready::etcd(*p))).await;
+    wait_until(&shared, "etcd quorum", move || {
+        etcd.iter().all(|p| super::ready::etcd(*p))
+    })
+    .await;
     start_stage(&shared, Stage::Database);
     let (psql, port, password) = (
         shared.tools.psql.clone(),
@@ -255,7 +265,9 @@ async fn orchestrate(shared: Arc<Shared>) {
         let s = shared.clone();
         match tokio::task::spawn_blocking(move || prepare(&s)).await {
             Ok(Ok(())) => break,
-            Ok(Err(e)) => log(&format!("preparing the database failed (retrying in 3 s): {e:#}")),
+            Ok(Err(e)) => log(&format!(
+                "preparing the database failed (retrying in 3 s): {e:#}"
+            )),
             Err(e) => log(&format!("preparing the database panicked: {e}")),
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -279,12 +291,19 @@ fn start_stage(shared: &Shared, stage: Stage) {
     }
 }
 
-async fn wait_until<F: Fn() -> bool + Send + Sync + 'static>(shared: &Shared, what: &str, probe: F) {
+async fn wait_until<F: Fn() -> bool + Send + Sync + 'static>(
+    shared: &Shared,
+    what: &str,
+    probe: F,
+) {
     log(&format!("waiting for {what}"));
     let probe = Arc::new(probe);
     loop {
         let p = probe.clone();
-        if tokio::task::spawn_blocking(move || p()).await.unwrap_or(false) {
+        if tokio::task::spawn_blocking(move || p())
+            .await
+            .unwrap_or(false)
+        {
             log(&format!("{what}: ready"));
             return;
         }
@@ -378,7 +397,11 @@ fn spawn(shared: &Shared, spec: &Spec) -> std::io::Result<tokio::process::Child>
         .kill_on_drop(false);
     if spec.as_postgres {
         if let Some((uid, gid)) = shared.postgres_account {
-            command.uid(uid).gid(gid).env("HOME", &spec.cwd).env("USER", "postgres");
+            command
+                .uid(uid)
+                .gid(gid)
+                .env("HOME", &spec.cwd)
+                .env("USER", "postgres");
         }
     }
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec. It runs
@@ -463,7 +486,11 @@ async fn runner(shared: Arc<Shared>, i: usize) {
         let started = Instant::now();
         let held = *rx.borrow() == Mode::Hold;
         shared.update(i, |c| {
-            c.state = if held { RunState::Held } else { RunState::Running };
+            c.state = if held {
+                RunState::Held
+            } else {
+                RunState::Running
+            };
             c.pid = Some(pid);
             c.started_at = Some(now_rfc3339());
         });
@@ -540,7 +567,8 @@ async fn serve(shared: Arc<Shared>, listener: UnixListener) {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
             let mut reader = BufReader::new(read);
-            let read = tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
+            let read =
+                tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await;
             let answer = match read {
                 Ok(Ok(_)) => handle(&shared, &line),
                 _ => json!({"ok": false, "error": "no request line"}),
@@ -584,6 +612,8 @@ fn handle(shared: &Shared, line: &str) -> Value {
             shared.stop.notify_one();
             json!({"ok": true, "op": "stop"})
         }
-        _ => json!({"ok": false, "error": format!("unknown op `{op}`; valid: hold, release, stop, ping")}),
+        _ => {
+            json!({"ok": false, "error": format!("unknown op `{op}`; valid: hold, release, stop, ping")})
+        }
     }
 }

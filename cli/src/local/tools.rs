@@ -33,7 +33,9 @@ pub struct Tools {
 fn cache_dir() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+        })
         .join("shopctl")
 }
 
@@ -67,7 +69,11 @@ impl Tools {
             redis: need("redis-server", "redis-server", &[]),
             rabbitmq: need("rabbitmq-server", "rabbitmq-server", &rabbit_dir),
             epmd: find("epmd", &[]),
-            tansu: need("tansu", "tests/tools.sh builds it", &[cache.join("tools/bin")]),
+            tansu: need(
+                "tansu",
+                "tests/tools.sh builds it",
+                &[cache.join("tools/bin")],
+            ),
             python: need("python", "tests/tools.sh's venv", &[cache.join("venv/bin")]),
             psql: need("psql", "postgresql-client", &[PathBuf::from(PG_BIN)]),
         };

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Local, LocalFailover, LocalPatroni, LocalPorts, LoadedEnvironment, Tier};
+use crate::config::{LoadedEnvironment, Local, LocalFailover, LocalPatroni, LocalPorts, Tier};
 
 use super::secrets::Secrets;
 

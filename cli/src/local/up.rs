@@ -41,7 +41,10 @@ pub fn run(
     let socket = topology.supervisor_socket();
     let reused = match control::running_supervisor(&socket) {
         Some(pid) => {
-            eprintln!("{}: supervisor {pid} already running; reusing it", topology.env);
+            eprintln!(
+                "{}: supervisor {pid} already running; reusing it",
+                topology.env
+            );
             true
         }
         None => {
@@ -60,7 +63,9 @@ pub fn run(
 /// Directories, secrets, rendered configuration and static files.
 fn prepare(topology: &Topology, templates_dir: &Path, tools: &Tools, app: &Path) -> Result<()> {
     let dir = &topology.state_dir;
-    for sub in ["conf", "logs", "run", "reports", "static", "redis", "kafka", "smtp", "rabbitmq"] {
+    for sub in [
+        "conf", "logs", "run", "reports", "static", "redis", "kafka", "smtp", "rabbitmq",
+    ] {
         std::fs::create_dir_all(dir.join(sub))?;
     }
     for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
@@ -106,7 +111,8 @@ fn reachable_by_postgres(dir: &Path, uid: u32) -> Result<()> {
             continue;
         };
         let mode = meta.permissions().mode();
-        let traversable = mode & 0o001 != 0 || (std::os::unix::fs::MetadataExt::uid(&meta) == uid && mode & 0o100 != 0);
+        let traversable = mode & 0o001 != 0
+            || (std::os::unix::fs::MetadataExt::uid(&meta) == uid && mode & 0o100 != 0);
         if !traversable {
             bail!(
                 "{} is not searchable by the postgres account, which Patroni and PostgreSQL run as\n  hint: chmod o+x {}",
@@ -191,44 +197,78 @@ fn checks(t: &Topology, tools: &Tools) -> Result<Vec<Check>> {
     };
     for e in &t.etcd {
         let port = e.client_port;
-        add(format!("{} /health", e.name), Box::new(move || ready::etcd(port)));
+        add(
+            format!("{} /health", e.name),
+            Box::new(move || ready::etcd(port)),
+        );
     }
     let rest: Vec<u16> = t.pg.iter().map(|p| p.rest_port).collect();
     let r = rest.clone();
-    add("postgres leader (Patroni /leader)".into(), Box::new(move || {
-        r.iter().filter(|p| ready::http_ok(**p, "/leader")).count() == 1
-    }));
+    add(
+        "postgres leader (Patroni /leader)".into(),
+        Box::new(move || r.iter().filter(|p| ready::http_ok(**p, "/leader")).count() == 1),
+    );
     let want = rest.len() - 1;
     let topology = t.clone();
     add(
         format!("postgres {want} streaming replicas, 1 synchronous (Patroni /cluster)"),
         Box::new(move || {
             let members = super::status::cluster(&topology);
-            let streaming = members.iter().filter(|m| m.role != "leader" && m.state == "streaming").count();
+            let streaming = members
+                .iter()
+                .filter(|m| m.role != "leader" && m.state == "streaming")
+                .count();
             let sync = members.iter().filter(|m| m.role == "sync_standby").count();
             streaming == want && (want == 0 || sync == 1)
         }),
     );
-    for (label, port) in [("haproxy write port", t.ports.haproxy_write), ("haproxy read port", t.ports.haproxy_read)] {
+    for (label, port) in [
+        ("haproxy write port", t.ports.haproxy_write),
+        ("haproxy read port", t.ports.haproxy_read),
+    ] {
         let (psql, password) = (tools.psql.clone(), secrets.postgres_password.clone());
-        add(label.into(), Box::new(move || ready::query(&psql, port, "postgres", &password, "postgres")));
+        add(
+            label.into(),
+            Box::new(move || ready::query(&psql, port, "postgres", &password, "postgres")),
+        );
     }
     let p = t.ports.clone();
     add("redis PING".into(), Box::new(move || ready::redis(p.redis)));
-    add("rabbitmq AMQP".into(), Box::new(move || ready::amqp(p.amqp)));
-    add("kafka (tansu)".into(), Box::new(move || ready::tcp(p.kafka)));
-    add("smtp greeting".into(), Box::new(move || ready::smtp(p.smtp)));
+    add(
+        "rabbitmq AMQP".into(),
+        Box::new(move || ready::amqp(p.amqp)),
+    );
+    add(
+        "kafka (tansu)".into(),
+        Box::new(move || ready::tcp(p.kafka)),
+    );
+    add(
+        "smtp greeting".into(),
+        Box::new(move || ready::smtp(p.smtp)),
+    );
     for w in &t.workers {
         let port = w.port;
-        add(format!("{} /healthz", w.name), Box::new(move || ready::http_ok(port, "/healthz")));
+        add(
+            format!("{} /healthz", w.name),
+            Box::new(move || ready::http_ok(port, "/healthz")),
+        );
     }
     for a in &t.apps {
         let port = a.port;
-        add(format!("{} /readyz", a.name), Box::new(move || ready::http_ok(port, "/readyz")));
+        add(
+            format!("{} /readyz", a.name),
+            Box::new(move || ready::http_ok(port, "/readyz")),
+        );
     }
     let http = t.ports.http;
-    add("nginx /readyz".into(), Box::new(move || ready::http_ok(http, "/readyz")));
-    add("nginx /static/".into(), Box::new(move || ready::http_ok(http, "/static/index.html")));
+    add(
+        "nginx /readyz".into(),
+        Box::new(move || ready::http_ok(http, "/readyz")),
+    );
+    add(
+        "nginx /static/".into(),
+        Box::new(move || ready::http_ok(http, "/static/index.html")),
+    );
     Ok(checks)
 }
 
@@ -255,7 +295,11 @@ fn wait_ready(t: &Topology, tools: &Tools) -> Result<()> {
                 while Instant::now() < deadline {
                     if (check.probe)() {
                         done.store(true, Ordering::SeqCst);
-                        bar.finish_with_message(format!("{} ready ({:.1} s)", check.label, since.elapsed().as_secs_f64()));
+                        bar.finish_with_message(format!(
+                            "{} ready ({:.1} s)",
+                            check.label,
+                            since.elapsed().as_secs_f64()
+                        ));
                         return;
                     }
                     if control::running_supervisor(socket).is_none() {

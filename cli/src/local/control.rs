@@ -124,3 +124,39 @@ pub fn seconds_since(rfc3339: &str) -> Option<i64> {
     let at = date.with_hms(h, min, s).ok()?.assume_utc();
     Some((time::OffsetDateTime::now_utc() - at).whole_seconds())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_since_reads_what_now_writes() {
+        let now = now_rfc3339();
+        let elapsed = seconds_since(&now).unwrap();
+        assert!((0..=1).contains(&elapsed), "{now}: {elapsed}");
+        assert!(seconds_since("2026-01-01T00:00:00Z").unwrap() > 0);
+        assert_eq!(seconds_since("yesterday"), None);
+    }
+
+    #[test]
+    fn state_file_has_the_agreed_shape() {
+        let file = StateFile {
+            supervisor_pid: 1,
+            updated_at: "2026-11-29T00:00:00Z".into(),
+            components: vec![ComponentState {
+                name: "pg-1".into(),
+                pid: None,
+                state: RunState::Held,
+                restarts: 2,
+                started_at: None,
+                last_exit: Some("signal 9 at 2026-11-29T00:00:00Z".into()),
+            }],
+        };
+        assert_eq!(
+            serde_json::to_value(&file).unwrap(),
+            serde_json::json!({"supervisor_pid": 1, "updated_at": "2026-11-29T00:00:00Z",
+                "components": [{"name": "pg-1", "pid": null, "state": "held", "restarts": 2,
+                    "started_at": null, "last_exit": "signal 9 at 2026-11-29T00:00:00Z"}]})
+        );
+    }
+}

@@ -457,7 +457,7 @@ async fn runner(shared: Arc<Shared>, i: usize) {
                     });
                     return;
                 }
-                Mode::Hold if !first => shared.update(i, |c| c.state = RunState::Held),
+                Mode::Hold => shared.update(i, |c| c.state = RunState::Held),
                 _ => {}
             }
             if rx.changed().await.is_err() {

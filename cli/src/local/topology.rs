@@ -236,3 +236,88 @@ impl Topology {
         self.run_dir().join("seeded")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn local_env(edit: impl Fn(&str) -> String) -> LoadedEnvironment {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let text = std::fs::read_to_string(root.join("environments/local.toml")).unwrap();
+        LoadedEnvironment {
+            name: "local".into(),
+            config: crate::config::parse(&edit(&text), Path::new("environments/local.toml"))
+                .unwrap(),
+        }
+    }
+
+    #[test]
+    fn members_take_consecutive_ports_and_fixed_names() {
+        let t = local_topology(Path::new("/state"), &local_env(str::to_owned)).unwrap();
+        let pg: Vec<_> =
+            t.pg.iter()
+                .map(|p| (p.name.as_str(), p.postgres_port, p.rest_port))
+                .collect();
+        assert_eq!(
+            pg,
+            [
+                ("pg-1", 5441, 8008),
+                ("pg-2", 5442, 8009),
+                ("pg-3", 5443, 8010)
+            ]
+        );
+        assert_eq!(t.pg[2].data_dir, Path::new("/state/pg-3/data"));
+        assert_eq!(t.pg[0].rest_url, "http://127.0.0.1:8008");
+        assert_eq!(
+            t.component_names(),
+            [
+                "etcd-1", "etcd-2", "etcd-3", "pg-1", "pg-2", "pg-3", "haproxy", "redis",
+                "rabbitmq", "kafka", "smtp", "worker-1", "app-1", "app-2", "nginx"
+            ]
+        );
+        assert_eq!(
+            t.supervisor_socket(),
+            Path::new("/state/run/supervisor.sock")
+        );
+        assert_eq!(t.reports_dir(), Path::new("/state/reports"));
+        assert_eq!(t.api_url(), "http://127.0.0.1:8080");
+        assert_eq!(t.failover.kill_node_max_outage_ms, 12_000);
+    }
+
+    #[test]
+    fn dsns_use_the_app_role_through_haproxy() {
+        let t = local_topology(Path::new("/state"), &local_env(str::to_owned)).unwrap();
+        let mut secrets = Secrets::generate().unwrap();
+        secrets.app_db_password = "pw".into();
+        assert_eq!(
+            t.write_dsn(&secrets),
+            "postgres://shop:pw@127.0.0.1:6432/shop"
+        );
+        assert_eq!(
+            t.read_dsn(&secrets),
+            "postgres://shop:pw@127.0.0.1:6433/shop"
+        );
+    }
+
+    #[test]
+    fn a_short_ttl_and_an_even_etcd_quorum_are_refused() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let text = std::fs::read_to_string(root.join("environments/local.toml")).unwrap();
+        let text = text
+            .replace("ttl = 10", "ttl = 5")
+            .replace("etcd_members = 3", "etcd_members = 2");
+        let error = crate::config::parse(&text, Path::new("environments/local.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("local.patroni.ttl: ttl 5 is below"),
+            "{error}"
+        );
+        assert!(
+            error.contains("local.etcd_members: 2 etcd members"),
+            "{error}"
+        );
+    }
+}

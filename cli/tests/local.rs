@@ -1,13 +1,16 @@
 //! `shopctl up local` for real: etcd, Patroni/PostgreSQL, HAProxy, Redis, RabbitMQ, tansu,
 //! the SMTP sink, the app and nginx as processes on free loopback ports of a copied project;
 //! then status, a request through nginx, a killed replica restarted by the supervisor, logs,
-//! and `down` stopping every process. Always taken down, even when an assertion fails.
+//! a frozen worker left alone, hold and release on the supervisor's socket, and `down`
+//! stopping every process. Always taken down, even when an assertion fails.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::Project;
@@ -96,6 +99,29 @@ fn component<'a>(state: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("{name} not in state.json"))
+}
+
+/// One request on the supervisor's socket; the answer line.
+fn control(socket: &Path, request: &str) -> String {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    writeln!(stream, "{request}").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// Waits (at most 30 s) until `name` in state.json satisfies `done`.
+fn wait_for(project: &Project, name: &str, done: impl Fn(&Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = state(project);
+        let c = component(&now, name);
+        if done(c) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name}: {c}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn alive(pid: i64) -> bool {
@@ -243,6 +269,35 @@ fn up_supervises_the_topology_and_down_stops_every_process() {
         .assert()
         .success()
         .stdout(predicate::str::is_match(r"app-1 +running +\d+ +1 ").unwrap());
+
+    // A frozen (SIGSTOPped) process is not dead: no restart.
+    let frozen = component(&state(&project), "worker-1")["pid"]
+        .as_i64()
+        .unwrap();
+    unsafe { libc::kill(frozen as i32, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_secs(2));
+    let worker = component(&state(&project), "worker-1").clone();
+    unsafe { libc::kill(frozen as i32, libc::SIGCONT) };
+    assert_eq!(worker["pid"].as_i64(), Some(frozen), "{worker}");
+    assert_eq!(worker["restarts"], 0, "{worker}");
+
+    // Hold: a held component that exits stays down; release starts it again.
+    let socket = project.path().join(".shopctl/local/run/supervisor.sock");
+    assert!(control(&socket, r#"{"op":"hold","component":"app-2"}"#).contains(r#""ok":true"#));
+    let held = component(&state(&project), "app-2")["pid"]
+        .as_i64()
+        .unwrap();
+    unsafe { libc::kill(held as i32, libc::SIGKILL) };
+    wait_for(&project, "app-2", |c| {
+        c["state"] == "held" && c["pid"].is_null()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(component(&state(&project), "app-2")["pid"].is_null());
+    assert!(control(&socket, r#"{"op":"release","component":"app-2"}"#).contains(r#""ok":true"#));
+    wait_for(&project, "app-2", |c| {
+        c["state"] == "running" && c["restarts"] == 1
+    });
+    assert!(control(&socket, r#"{"op":"hold","component":"pg-9"}"#).contains("unknown component"));
 
     // Logs.
     project

@@ -406,13 +406,24 @@ fn spawn(shared: &Shared, spec: &Spec) -> std::io::Result<tokio::process::Child>
     }
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec. It runs
     // after the uid change (which would otherwise reset the parent-death signal).
+    // Its own process group too, so that what it leaves behind (nginx workers whose master
+    // was killed) can be killed with it.
     unsafe {
         command.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::setpgid(0, 0);
             Ok(())
         });
     }
     command.spawn()
+}
+
+/// Kills what is left in an exited component's process group (pgid = its pid). Patroni
+/// starts PostgreSQL in a session of its own, so a postmaster outlives its Patroni here as
+/// it does in production.
+fn kill_group(pid: u32) {
+    // SAFETY: a negative pid signals a process group; ESRCH when it is empty is fine.
+    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
 }
 
 fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
@@ -503,6 +514,7 @@ async fn runner(shared: Arc<Shared>, i: usize) {
                     match mode {
                         Mode::Stop => {
                             terminate(&mut child, pid, Duration::from_secs(spec.grace_secs)).await;
+                            kill_group(pid);
                             let exit = format!("stopped at {}", now_rfc3339());
                             shared.event(&spec.name, "stop", json!({"pid": pid}));
                             shared.update(i, |c| {
@@ -526,6 +538,7 @@ async fn runner(shared: Arc<Shared>, i: usize) {
             }
         };
         let exit = describe(status);
+        kill_group(pid);
         shared.event(&spec.name, "exit", json!({"pid": pid, "exit": exit}));
         if started.elapsed() > HEALTHY_RUN {
             backoff = BACKOFF_START;

@@ -48,6 +48,15 @@ pub fn run(
             true
         }
         None => {
+            // A fresh supervisor starts fresh processes: nothing of an earlier run (one
+            // whose supervisor was killed) may hold a port or a data directory.
+            let killed = super::down::kill_leftovers(topology);
+            if killed > 0 {
+                eprintln!(
+                    "{}: killed {killed} processes left from an earlier run",
+                    topology.env
+                );
+            }
             prepare(topology, templates_dir, &tools, &app)?;
             start_supervisor(topology, project_root, &app)?;
             false

@@ -314,6 +314,37 @@ fn up_supervises_the_topology_and_down_stops_every_process() {
         .stderr(predicate::str::contains("unknown component `app-9`"))
         .stderr(predicate::str::contains("pg-1"));
 
+    // A supervisor killed outright takes its children along; the next `up` clears what
+    // they left (postmasters) and starts afresh.
+    let before = state(&project);
+    unsafe {
+        libc::kill(
+            before["supervisor_pid"].as_i64().unwrap() as i32,
+            libc::SIGKILL,
+        )
+    };
+    let children: Vec<i64> = before["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["pid"].as_i64())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while children.iter().any(|p| alive(*p)) {
+        assert!(
+            Instant::now() < deadline,
+            "children outlived the supervisor"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    project
+        .shopctl()
+        .args(["up", "local"])
+        .timeout(Duration::from_secs(240))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("local: up and ready in"));
+
     // Down asks first; then stops every process and deletes the state.
     project
         .shopctl()

@@ -13,8 +13,12 @@ use crate::config::EndpointUrl;
     about = "Stand up the shop platform and prove it stays up",
     long_about = "Stand up the shop platform and prove it stays up.\n\n\
         shopctl reads environments/<env>.toml, renders Terraform and Kubernetes manifests from \
-        templates/, and runs Terraform against AWS or an AWS-compatible API.",
-    after_help = "Examples:\n  shopctl render staging            render into .shopctl/staging/rendered\n  \
+        templates/, and runs Terraform against AWS or an AWS-compatible API. Locally, it runs \
+        the whole HA topology (etcd, Patroni/PostgreSQL, HAProxy, Redis, RabbitMQ, Kafka, the \
+        app, nginx) as supervised processes.",
+    after_help = "Examples:\n  shopctl up local                  the HA topology as processes on 127.0.0.1\n  \
+        shopctl status local              its components and PostgreSQL cluster\n  \
+        shopctl render staging            render into .shopctl/staging/rendered\n  \
         shopctl plan staging              what Terraform would change\n  \
         shopctl apply staging --yes       apply without asking (CI)\n  \
         shopctl status staging --json     what exists in AWS\n  \

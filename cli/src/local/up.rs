@@ -57,7 +57,7 @@ pub fn run(
                     topology.env
                 );
             }
-            prepare(topology, templates_dir, &tools, &app)?;
+            prepare(topology, templates_dir, &app)?;
             start_supervisor(topology, project_root, &app)?;
             false
         }
@@ -70,7 +70,7 @@ pub fn run(
 }
 
 /// Directories, secrets, rendered configuration and static files.
-fn prepare(topology: &Topology, templates_dir: &Path, tools: &Tools, app: &Path) -> Result<()> {
+fn prepare(topology: &Topology, templates_dir: &Path, app: &Path) -> Result<()> {
     let dir = &topology.state_dir;
     for sub in [
         "conf", "logs", "run", "reports", "static", "redis", "kafka", "smtp", "rabbitmq",
@@ -109,7 +109,6 @@ fn prepare(topology: &Topology, templates_dir: &Path, tools: &Tools, app: &Path)
                 .with_context(|| format!("cannot give {} to postgres", pg.dir.display()))?;
         }
     }
-    let _ = tools;
     Ok(())
 }
 

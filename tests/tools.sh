@@ -22,6 +22,12 @@ declare -A packages=(
   # commands under /usr/sbin, which is not on every user's PATH: checked there too.
   [rabbitmq-server]=rabbitmq-server
   [redis-server]=redis-server
+  # The local HA topology (`shopctl up local`): etcd as Patroni's DCS, Patroni (with
+  # python3-etcd, its etcd client), HAProxy in front of PostgreSQL, nginx in front of the app.
+  [etcd]=etcd-server
+  [patroni]=patroni
+  [haproxy]=haproxy
+  [nginx]=nginx-light
 )
 missing=()
 for cmd in "${!packages[@]}"; do
@@ -32,6 +38,10 @@ done
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi
+# Patroni talks to etcd through python3-etcd (a Recommends of Debian's patroni).
+if ! /usr/bin/python3 -c 'import etcd' >/dev/null 2>&1; then
+  missing+=(python3-etcd)
+fi
 # A venv needs ensurepip, which Debian ships separately.
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
   missing+=(python3-venv)
@@ -41,7 +51,26 @@ if ((${#missing[@]})); then
   [ "$(id -u)" = 0 ] || sudo=sudo
   say "installing ${missing[*]}"
   $sudo apt-get update -qq
+  # policy-rc.d answering 101 keeps Debian's maintainer scripts from starting system services
+  # (etcd, haproxy, nginx, redis, rabbitmq, postgresql): shopctl runs its own on its own ports.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+    trap '$sudo rm -f "$policy"' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Where systemd runs, stop and disable the services of the packages just installed.
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    for package in "${missing[@]}"; do
+      case $package in
+        etcd-server) unit=etcd ;; nginx-light) unit=nginx ;;
+        patroni | haproxy | redis-server | rabbitmq-server | postgresql) unit=$package ;;
+        *) continue ;;
+      esac
+      $sudo systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    done
+  fi
 fi
 
 # Python tools (moto_server, checkov, schemathesis, aiosmtpd) at pinned versions.

@@ -238,7 +238,12 @@ impl Config {
         if let Ok(path) = std::env::var("APP_CONFIG") {
             figment = figment.merge(Toml::file_exact(Path::new(&path)));
         }
-        figment = figment.merge(Env::prefixed("APP_").split("__").ignore(&["config"]));
+        // APP_SEED_PASSWORD and APP_STAFF_PASSWORD are read by `seed` and `staff`, not config.
+        figment = figment.merge(Env::prefixed("APP_").split("__").ignore(&[
+            "config",
+            "seed_password",
+            "staff_password",
+        ]));
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Load(Box::new(e)))?;

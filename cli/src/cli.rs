@@ -13,8 +13,12 @@ use crate::config::EndpointUrl;
     about = "Stand up the shop platform and prove it stays up",
     long_about = "Stand up the shop platform and prove it stays up.\n\n\
         shopctl reads environments/<env>.toml, renders Terraform and Kubernetes manifests from \
-        templates/, and runs Terraform against AWS or an AWS-compatible API.",
-    after_help = "Examples:\n  shopctl render staging            render into .shopctl/staging/rendered\n  \
+        templates/, and runs Terraform against AWS or an AWS-compatible API. Locally, it runs \
+        the whole HA topology (etcd, Patroni/PostgreSQL, HAProxy, Redis, RabbitMQ, Kafka, the \
+        app, nginx) as supervised processes.",
+    after_help = "Examples:\n  shopctl up local                  the HA topology as processes on 127.0.0.1\n  \
+        shopctl status local              its components and PostgreSQL cluster\n  \
+        shopctl render staging            render into .shopctl/staging/rendered\n  \
         shopctl plan staging              what Terraform would change\n  \
         shopctl apply staging --yes       apply without asking (CI)\n  \
         shopctl status staging --json     what exists in AWS\n  \
@@ -39,15 +43,32 @@ pub enum Command {
     )]
     Render(RenderArgs),
 
-    /// Bring an environment up: for local, the AWS emulator and the Terraform stack on it.
+    /// Bring a local environment up: the HA topology as supervised processes (or, with
+    /// --aws, the AWS emulator and the Terraform stack on it).
     #[command(
-        after_help = "Steps for a local environment: render, start the AWS emulator (moto_server) on \
-        aws.endpoint_url unless one answers there, apply Terraform, report status. Running it again \
-        reuses what runs.\n\nExamples:\n  shopctl up local"
+        after_help = "Starts, on 127.0.0.1 and the ports of [local.ports]: etcd-1..3, Patroni pg-1..3 \
+        (PostgreSQL 15, one leader and two streaming replicas, one synchronous), HAProxy (write port -> \
+        leader, read port -> replicas), Redis, RabbitMQ, Kafka (tansu), an SMTP sink, the app's workers \
+        and replicas, and nginx in front. A supervisor (`shopctl supervise`) keeps them running; `up` \
+        waits until each answers its readiness probe. Running it again reuses what runs.\n\n\
+        With --aws: start the AWS emulator (moto_server) on aws.endpoint_url unless one answers there, \
+        apply the Terraform stack to it (about 75 s) and report what exists.\n\nExamples:\n  \
+        shopctl up local\n  shopctl up local --app-bin target/release/app\n  shopctl up local --aws"
     )]
     Up(UpArgs),
 
-    /// Take an environment down: destroy its infrastructure and stop what `up` started.
+    /// Show the local topology's logs: the last lines of one component's log.
+    #[command(
+        after_help = "Examples:\n  shopctl logs local pg-1\n  shopctl logs local app-1 -n 200\n  shopctl logs local nginx -f"
+    )]
+    Logs(LogsArgs),
+
+    /// The local topology's process supervisor (started by `up`; not for direct use).
+    #[command(hide = true)]
+    Supervise(SuperviseArgs),
+
+    /// Take an environment down: stop the local topology, destroy the emulator's stack if
+    /// `up --aws` created one, and stop what `up` started.
     #[command(
         after_help = "Asks first; without a terminal, --yes is required.\n\nExamples:\n  \
         shopctl down local --yes\n  shopctl down local --yes --purge   # also delete .shopctl/local"
@@ -78,8 +99,13 @@ pub enum Command {
     )]
     Destroy(ChangeArgs),
 
-    /// Report an environment's VPC, subnets, cluster, node groups, repository and buckets.
-    #[command(after_help = "Examples:\n  shopctl status staging\n  shopctl status staging --json")]
+    /// Report an environment: for local, every process and the PostgreSQL cluster; for
+    /// others, VPC, subnets, cluster, node groups, repository and buckets from AWS.
+    #[command(
+        after_help = "For local: each component (state, pid, restarts, uptime, last exit) and the \
+        Patroni cluster (role, state, timeline, lag); --aws-endpoint (or --aws) reports its AWS \
+        emulator instead.\n\nExamples:\n  shopctl status local\n  shopctl status staging --json"
+    )]
     Status(StatusArgs),
 
     /// Check the tools shopctl needs and say how to install what is missing.
@@ -197,6 +223,43 @@ pub struct UpArgs {
     /// The environment (a file name under environments/, without .toml).
     #[arg(value_name = "ENV")]
     pub env: String,
+
+    /// Instead of the process topology: the AWS emulator and the Terraform stack on it.
+    #[arg(long)]
+    pub aws: bool,
+
+    /// The app binary (default: `app` next to shopctl, else on PATH).
+    #[arg(long, value_name = "PATH", conflicts_with = "aws")]
+    pub app_bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The environment (a file name under environments/, without .toml).
+    #[arg(value_name = "ENV")]
+    pub env: String,
+
+    /// The component: etcd-1, pg-1, haproxy, redis, rabbitmq, kafka, smtp, worker-1, app-1,
+    /// nginx... (also supervisor, migrate, seed).
+    #[arg(value_name = "COMPONENT")]
+    pub component: String,
+
+    /// How many lines from the end.
+    #[arg(short = 'n', long, default_value_t = 50, value_name = "N")]
+    pub lines: usize,
+
+    /// Keep printing what is appended.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    #[arg(value_name = "ENV")]
+    pub env: String,
+
+    #[arg(long, value_name = "PATH")]
+    pub app_bin: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +331,10 @@ pub struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+
+    /// For a local environment: report its AWS emulator's resources, not its processes.
+    #[arg(long)]
+    pub aws_resources: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::cli::{
-    AwsArgs, ChangeArgs, Cli, Command, DoctorArgs, DownArgs, RenderArgs, StatusArgs, TerraformArgs,
-    UpArgs, ValidateArgs,
+    AwsArgs, ChangeArgs, Cli, Command, DoctorArgs, DownArgs, LogsArgs, RenderArgs, StatusArgs,
+    SuperviseArgs, TerraformArgs, UpArgs, ValidateArgs,
 };
 use crate::config::{self, LoadedEnvironment, StateBackend, Tier};
 use crate::confirm::{confirm, Question};
@@ -27,7 +27,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let project = Project::find(cli.project_dir.as_deref())?;
     match cli.command {
         Command::Render(args) => render(&project, &args),
-        Command::Up(args) => block_on(up(&project, &args)),
+        Command::Up(args) if args.aws => block_on(up(&project, &args)),
+        Command::Up(args) => up_local(&project, &args),
+        Command::Logs(args) => logs(&project, &args),
+        Command::Supervise(args) => supervise(&project, &args),
         Command::Down(args) => block_on(down(&project, &args)),
         Command::Validate(args) => block_on(validate(&project, &args)),
         Command::Plan(args) => block_on(plan(&project, &args)),
@@ -271,6 +274,70 @@ fn local_only(env: &LoadedEnvironment, command: &str) -> Result<()> {
     Ok(())
 }
 
+/// The topology of a local environment, or why it has none.
+fn topology(project: &Project, env: &LoadedEnvironment) -> Result<crate::local::Topology> {
+    Ok(crate::local::local_topology(
+        &project.state_dir(&env.name),
+        env,
+    )?)
+}
+
+fn up_local(project: &Project, args: &UpArgs) -> Result<ExitCode> {
+    let env = project.load(&args.env)?;
+    local_only(&env, "up")?;
+    let topology = topology(project, &env)?;
+    let outcome = crate::local::up::run(
+        &topology,
+        &project.templates_dir(),
+        &project.root,
+        args.app_bin.as_deref(),
+    )?;
+    let status = crate::local::status::query(&topology);
+    println!("{}", crate::local::status::table(&status));
+    println!(
+        "API       {}/  (static files: {}/static/)\nPostgreSQL write 127.0.0.1:{}  read 127.0.0.1:{}  (user {}, password in {})\nHAProxy   http://127.0.0.1:{}/\nlogs      {}",
+        topology.api_url(),
+        topology.api_url(),
+        topology.ports.haproxy_write,
+        topology.ports.haproxy_read,
+        crate::local::topology::APP_DB_USER,
+        shown(project, &topology.secrets_file()).display(),
+        topology.ports.haproxy_stats,
+        shown(project, &topology.logs_dir()).display(),
+    );
+    eprintln!(
+        "{}: {} in {:.1} s; `shopctl status {}` shows it, `shopctl down {}` stops it",
+        env.name,
+        if outcome.reused {
+            "already up, ready"
+        } else {
+            "up and ready"
+        },
+        outcome.elapsed.as_secs_f64(),
+        env.name,
+        env.name
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn logs(project: &Project, args: &LogsArgs) -> Result<ExitCode> {
+    let env = project.load(&args.env)?;
+    local_only(&env, "logs")?;
+    crate::local::logs::run(
+        &topology(project, &env)?,
+        &args.component,
+        args.lines,
+        args.follow,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn supervise(project: &Project, args: &SuperviseArgs) -> Result<ExitCode> {
+    let env = project.load(&args.env)?;
+    crate::local::supervisor::run(topology(project, &env)?, args.app_bin.clone())?;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn up(project: &Project, args: &UpArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let env = project.load(&args.env)?;
@@ -346,11 +413,18 @@ async fn down(project: &Project, args: &DownArgs) -> Result<ExitCode> {
             action: "take down",
             env: &env.name,
             tier: env.config.tier,
-            detail: "destroy its infrastructure and stop its AWS emulator".to_owned(),
+            detail: format!(
+                "stop every process of the local topology, destroy the emulator's infrastructure and stop the emulator{}",
+                if args.purge { ", and delete .shopctl/".to_owned() + &env.name } else { String::new() }
+            ),
         },
         args.yes,
     )
     .await?;
+    let topology_stopped = match env.config.local {
+        Some(_) => Some(crate::local::down::stop(&topology(project, &env)?)?),
+        None => None,
+    };
     let has_state = local_state_file(&state_dir).exists();
     if has_state && crate::aws::check_reachable(&env.config).is_ok() {
         let tree = render_env(project, &env)?;
@@ -372,8 +446,9 @@ async fn down(project: &Project, args: &DownArgs) -> Result<ExitCode> {
         "no emulator of ours was running"
     };
     eprintln!(
-        "{}: down; {what}{}",
+        "{}: down; {}{what}{}",
         env.name,
+        topology_stopped.map(|t| t + "; ").unwrap_or_default(),
         if args.purge { "; state deleted" } else { "" }
     );
     Ok(ExitCode::SUCCESS)
@@ -381,6 +456,19 @@ async fn down(project: &Project, args: &DownArgs) -> Result<ExitCode> {
 
 async fn status(project: &Project, args: &StatusArgs) -> Result<ExitCode> {
     let env = load(project, &args.env, &args.aws, false)?;
+    if env.config.tier == Tier::Local
+        && env.config.local.is_some()
+        && !args.aws_resources
+        && args.aws.aws_endpoint.is_none()
+    {
+        let status = crate::local::status::query(&topology(project, &env)?);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        } else {
+            println!("{}", crate::local::status::table(&status));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let status = crate::status::query(&env).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);

@@ -8,6 +8,7 @@ mod confirm;
 mod doctor;
 mod emulator;
 mod jobs;
+mod local;
 mod project;
 mod render;
 mod state_bucket;

@@ -55,13 +55,19 @@ impl Templates {
     /// Loads every `*.hbs` file under `dir/<tree>/`. `display_dir` names the
     /// directory in messages.
     pub fn load(dir: &Path, display_dir: &Path) -> Result<Self, RenderError> {
+        Self::load_trees(dir, display_dir, TREES)
+    }
+
+    /// Loads every `*.hbs` file under `dir/<tree>/` for the given trees (the
+    /// local topology's `templates/local` is rendered on its own, not by `render`).
+    pub fn load_trees(dir: &Path, display_dir: &Path, trees: &[&str]) -> Result<Self, RenderError> {
         let mut registry = Handlebars::new();
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::no_escape);
         registry.register_helper(JSON_HELPER.name, Box::new(JSON_HELPER));
         registry.register_helper(HCL_HELPER.name, Box::new(HCL_HELPER));
         let mut outputs = Vec::new();
-        for tree in TREES {
+        for tree in trees {
             for file in files_under(&dir.join(tree)).map_err(|source| RenderError::Read {
                 dir: dir.join(tree),
                 source,
@@ -100,13 +106,17 @@ impl Templates {
 
     /// Renders every template for `env`, entirely in memory.
     pub fn render(&self, env: &LoadedEnvironment) -> Result<Tree, RenderError> {
-        let context = context(env);
+        self.render_value(&context(env))
+    }
+
+    /// Renders every template with the given data.
+    pub fn render_value(&self, context: &Value) -> Result<Tree, RenderError> {
         self.outputs
             .iter()
             .map(|(name, output)| {
                 let text =
                     self.registry
-                        .render(name, &context)
+                        .render(name, context)
                         .map_err(|e| RenderError::Template {
                             template: self.display_dir.join(name),
                             reason: format!(

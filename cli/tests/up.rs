@@ -1,4 +1,4 @@
-//! `shopctl up local` / `down local`: the AWS emulator started on the
+//! `shopctl up local --aws` / `down local`: the AWS emulator started on the
 //! configured loopback port, the Terraform stack applied on it, a second `up`
 //! reusing what runs, and `down` asking first and cleaning up.
 
@@ -31,7 +31,7 @@ fn up_is_idempotent_and_down_cleans_up() {
 
     project
         .shopctl()
-        .args(["up", "local"])
+        .args(["up", "local", "--aws"])
         .assert()
         .success()
         .stderr(predicate::str::contains("started moto_server"))
@@ -50,7 +50,7 @@ fn up_is_idempotent_and_down_cleans_up() {
 
     project
         .shopctl()
-        .args(["up", "local"])
+        .args(["up", "local", "--aws"])
         .assert()
         .success()
         .stderr(predicate::str::contains("already running; reusing it"))
@@ -115,7 +115,7 @@ fn up_refuses_non_local_environments_and_remote_endpoints() {
     );
     project
         .shopctl()
-        .args(["up", "local"])
+        .args(["up", "local", "--aws"])
         .assert()
         .failure()
         .stderr(predicate::str::contains("not on this machine"));

@@ -30,6 +30,9 @@ pub struct Environment {
     /// The RabbitMQ broker of the background jobs, for `shopctl jobs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<Jobs>,
+    /// The local topology run as processes by `shopctl up local` (local tier only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<Local>,
     /// Tags on every AWS resource (environment, tier and managed-by are added).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -229,4 +232,123 @@ pub struct Jobs {
 
 fn default_password_env() -> String {
     "SHOPCTL_AMQP_PASSWORD".into()
+}
+
+/// `[local]`: the HA topology `shopctl up local` runs as processes on 127.0.0.1.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Local {
+    /// Members of the etcd cluster (Patroni's DCS): an odd quorum.
+    #[serde(default = "default_etcd_members")]
+    pub etcd_members: u32,
+    pub ports: LocalPorts,
+    #[serde(default)]
+    pub patroni: LocalPatroni,
+    #[serde(default)]
+    pub failover: LocalFailover,
+}
+
+fn default_etcd_members() -> u32 {
+    3
+}
+
+/// `[local.ports]`: every loopback port of the topology. Ranges (`app`, `postgres`,
+/// `patroni`, `etcd_client`, `etcd_peer`, `worker_metrics`) start here and take one
+/// consecutive port per member.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalPorts {
+    /// nginx: the public API and `/static/`.
+    pub http: u16,
+    pub app: u16,
+    pub haproxy_write: u16,
+    pub haproxy_read: u16,
+    pub haproxy_stats: u16,
+    pub postgres: u16,
+    pub patroni: u16,
+    pub etcd_client: u16,
+    pub etcd_peer: u16,
+    pub redis: u16,
+    pub amqp: u16,
+    /// The Erlang port mapper RabbitMQ registers with (ERL_EPMD_PORT).
+    pub epmd: u16,
+    pub rabbitmq_dist: u16,
+    pub kafka: u16,
+    pub smtp: u16,
+    pub worker_metrics: u16,
+}
+
+impl LocalPorts {
+    /// Every port key with its first port and how many consecutive ports it takes.
+    pub fn ranges(&self, local: &Local, env: &Environment) -> Vec<(&'static str, u16, u32)> {
+        let pg = env.services.patroni.replicas;
+        vec![
+            ("http", self.http, 1),
+            ("app", self.app, env.services.app.replicas),
+            ("haproxy_write", self.haproxy_write, 1),
+            ("haproxy_read", self.haproxy_read, 1),
+            ("haproxy_stats", self.haproxy_stats, 1),
+            ("postgres", self.postgres, pg),
+            ("patroni", self.patroni, pg),
+            ("etcd_client", self.etcd_client, local.etcd_members),
+            ("etcd_peer", self.etcd_peer, local.etcd_members),
+            ("redis", self.redis, 1),
+            ("amqp", self.amqp, 1),
+            ("epmd", self.epmd, 1),
+            ("rabbitmq_dist", self.rabbitmq_dist, 1),
+            ("kafka", self.kafka, 1),
+            ("smtp", self.smtp, 1),
+            (
+                "worker_metrics",
+                self.worker_metrics,
+                env.services.worker.replicas,
+            ),
+        ]
+    }
+}
+
+/// `[local.patroni]`: the DCS timings Patroni bootstraps with. Tuned for fast failover on
+/// one machine (Patroni's defaults are ttl 30, loop_wait 10, retry_timeout 10).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalPatroni {
+    pub ttl: u32,
+    pub loop_wait: u32,
+    pub retry_timeout: u32,
+    /// Bytes a replica may lag and still be promoted.
+    pub maximum_lag_on_failover: u64,
+}
+
+impl Default for LocalPatroni {
+    fn default() -> Self {
+        LocalPatroni {
+            ttl: 10,
+            loop_wait: 1,
+            retry_timeout: 4,
+            maximum_lag_on_failover: 1_048_576,
+        }
+    }
+}
+
+/// `[local.failover]`: thresholds of `shopctl failover-test local`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalFailover {
+    pub workload_seconds: u32,
+    pub switchover_max_outage_ms: u64,
+    pub kill_postgres_max_outage_ms: u64,
+    pub kill_node_max_outage_ms: u64,
+    pub freeze_node_max_outage_ms: u64,
+}
+
+impl Default for LocalFailover {
+    fn default() -> Self {
+        LocalFailover {
+            workload_seconds: 20,
+            switchover_max_outage_ms: 2_000,
+            kill_postgres_max_outage_ms: 8_000,
+            kill_node_max_outage_ms: 12_000,
+            freeze_node_max_outage_ms: 12_000,
+        }
+    }
 }

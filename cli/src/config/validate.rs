@@ -41,6 +41,7 @@ pub fn validate(env: &Environment) -> Vec<Finding> {
     quorums(env, &mut f);
     state(env, &mut f);
     jobs(env, &mut f);
+    local(env, &mut f);
     if !LOG_RETENTION_DAYS.contains(&env.logs.retention_days) {
         f.add(
             "logs.retention_days",
@@ -352,4 +353,71 @@ fn jobs(env: &Environment, f: &mut Findings) {
             "upper-case letters, digits and _, such as SHOPCTL_AMQP_PASSWORD",
         );
     }
+}
+
+fn local(env: &Environment, f: &mut Findings) {
+    let Some(local) = &env.local else { return };
+    if env.tier != Tier::Local {
+        f.add(
+            "local",
+            format!(
+                "[local] describes processes on this machine; this is a {} environment",
+                env.tier
+            ),
+            "[local] only in a tier = \"local\" environment",
+        );
+    }
+    if local.etcd_members == 0 || local.etcd_members % 2 == 0 {
+        f.add(
+            "local.etcd_members",
+            format!(
+                "{} etcd members: the DCS needs an odd quorum",
+                local.etcd_members
+            ),
+            "an odd number (1, 3, 5)",
+        );
+    }
+    let p = &local.patroni;
+    if p.loop_wait == 0 {
+        f.add("local.patroni.loop_wait", "0 s", "1 s or more");
+    }
+    // Patroni's own rule: the leader key must outlive a loop plus two retries.
+    if p.ttl < p.loop_wait + 2 * p.retry_timeout {
+        f.add(
+            "local.patroni.ttl",
+            format!(
+                "ttl {} is below loop_wait + 2 x retry_timeout ({})",
+                p.ttl,
+                p.loop_wait + 2 * p.retry_timeout
+            ),
+            "ttl >= loop_wait + 2 * retry_timeout",
+        );
+    }
+    // One port per member of each range; every port in 1..=65535 and used once.
+    let mut taken: Vec<(u32, String)> = Vec::new();
+    for (key, first, count) in local.ports.ranges(local, env) {
+        let key = format!("local.ports.{key}");
+        let last = u32::from(first) + count.max(1) - 1;
+        if first == 0 || last > 65_535 {
+            f.add(
+                &key,
+                format!("{first} (and {count} consecutive) is outside 1..65535"),
+                "a port from 1 to 65535 (ranges: first + members - 1 <= 65535)",
+            );
+            continue;
+        }
+        for port in u32::from(first)..=last {
+            if let Some((_, other)) = taken.iter().find(|(p, _)| *p == port) {
+                f.add(
+                    &key,
+                    format!("port {port} is already used by {other}"),
+                    "a port no other [local.ports] key uses (ranges take one port per member)",
+                );
+                break;
+            }
+            taken.push((port, key.clone()));
+        }
+    }
+    // [jobs] amqp_url may point `shopctl jobs` at another broker (the job tests do), so it
+    // is not tied to local.ports.amqp here; environments/local.toml keeps them equal.
 }

@@ -13,8 +13,10 @@ use tokio::task::JoinHandle;
 use super::fault::Cluster;
 use super::Clock;
 
-/// Connecting through the write port may take this long.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// Connecting through the write port may take this long. HAProxy keeps
+/// retrying a server it still believes up, so a long timeout would hide the
+/// new leader behind the wait; 500 ms bounds that error to half a second.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// One insert (including its synchronous commit) may take this long.
 const STATEMENT_TIMEOUT: Duration = Duration::from_millis(2_000);
 /// Pause between two writes of one writer: caps the rate (~100/s per writer).

@@ -38,7 +38,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Destroy(args) => block_on(change(&project, &args, Change::Destroy)),
         Command::Status(args) => block_on(status(&project, &args)),
         Command::Envs => envs(&project),
-        Command::Doctor(_) | Command::Jobs(_) | Command::FailoverTest(_) => unreachable!("handled above"),
+        Command::Doctor(_) | Command::Jobs(_) | Command::FailoverTest(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

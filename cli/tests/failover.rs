@@ -215,6 +215,7 @@ bootstrap:
     retry_timeout: 4
     maximum_lag_on_failover: 1048576
     synchronous_mode: true
+    synchronous_mode_strict: {strict}
     postgresql:
       use_pg_rewind: true
       use_slots: true
@@ -248,6 +249,7 @@ postgresql:
     max_connections: 60
 "#,
             name = node.name,
+            strict = std::env::var("FAILOVER_TEST_STRICT").is_ok(),
             api = node.api,
             pg = node.pg,
             data = node.data().display(),
@@ -265,11 +267,14 @@ postgresql:
         std::fs::write(node.pid_file(), format!("{pid}\n")).unwrap();
     }
     // HAProxy: write port on /primary, read port on /replica, checked every second.
-    let mut haproxy = format!(
+    let mut haproxy = String::from(
         "global\n  maxconn 400\ndefaults\n  mode tcp\n  timeout connect 1s\n  timeout client 30m\n  \
          timeout server 30m\n  timeout check 1s\n"
     );
-    for (port, check) in [(cluster.write_port, "primary"), (cluster.read_port, "replica")] {
+    for (port, check) in [
+        (cluster.write_port, "primary"),
+        (cluster.read_port, "replica"),
+    ] {
         haproxy.push_str(&format!(
             "listen {check}\n  bind 127.0.0.1:{port}\n  option httpchk GET /{check}\n  \
              http-check expect status 200\n  \
@@ -296,7 +301,10 @@ postgresql:
     // Healthy: a leader, three members running, a synchronous standby, lag 0.
     let start = Instant::now();
     loop {
-        let view = get(&format!("http://127.0.0.1:{}/cluster", cluster.nodes[0].api));
+        let view = get(&format!(
+            "http://127.0.0.1:{}/cluster",
+            cluster.nodes[0].api
+        ));
         if let Some((200, body)) = &view {
             let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
             let members = v["members"].as_array().cloned().unwrap_or_default();
@@ -357,7 +365,10 @@ fn target(cluster: &Cluster, workload_seconds: u64) -> PathBuf {
         "thresholds": {"switchover_ms": 3000, "kill_postgres_ms": 8000, "kill_node_ms": 12000, "freeze_node_ms": 12000},
         "reports_dir": cluster.root.path().join("reports"),
     });
-    let path = cluster.root.path().join(format!("target-{workload_seconds}.json"));
+    let path = cluster
+        .root
+        .path()
+        .join(format!("target-{workload_seconds}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&target).unwrap()).unwrap();
     path
 }
@@ -367,14 +378,26 @@ fn run_mode(cluster: &Cluster, mode: &str, workload_seconds: u64) -> serde_json:
     let target = target(cluster, workload_seconds);
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_shopctl"))
-        .args(["failover-test", "local", "--mode", mode, "--yes", "--json", "--target"])
+        .args([
+            "failover-test",
+            "local",
+            "--mode",
+            mode,
+            "--yes",
+            "--json",
+            "--target",
+        ])
         .arg(&target)
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("{mode}: {:?}, exit {:?}\n{stderr}", started.elapsed(), output.status.code());
+    eprintln!(
+        "{mode}: {:?}, exit {:?}\n{stderr}",
+        started.elapsed(),
+        output.status.code()
+    );
     let outcome: serde_json::Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("{mode}: no JSON outcome ({e}):\n{stdout}\n{stderr}"));
     let report = outcome["runs"][0].clone();
@@ -385,7 +408,16 @@ fn run_mode(cluster: &Cluster, mode: &str, workload_seconds: u64) -> serde_json:
         m["catch_up_ms"], m["rejoin_ms"], m["writes_acknowledged"], m["writes_failed"], m["errors"]
     );
     for check in report["checks"].as_array().unwrap() {
-        eprintln!("  {} {}: {}", if check["passed"] == true { "pass" } else { "FAIL" }, check["name"], check["detail"]);
+        eprintln!(
+            "  {} {}: {}",
+            if check["passed"] == true {
+                "pass"
+            } else {
+                "FAIL"
+            },
+            check["name"],
+            check["detail"]
+        );
     }
     // Reports written.
     let dir = PathBuf::from(report["dir"].as_str().expect("report dir"));

@@ -197,7 +197,6 @@ impl Cluster {
             match self
                 .get_json::<ClusterView>(format!("{}/cluster", self.target.nodes[0].api_url))
                 .await
-                .or_else(|_| Err(anyhow!("first node's /cluster did not answer")))
             {
                 Ok(view) => why = healthy(&view, self.target.nodes.len()).unwrap_or_default(),
                 Err(_) => {
@@ -358,8 +357,8 @@ impl Observer {
 /// The postmaster's pid: the first line of `<data_dir>/postmaster.pid`.
 pub fn postmaster_pid(node: &Node) -> Result<i32> {
     let path = node.data_dir.join("postmaster.pid");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
         .next()
         .and_then(|l| l.trim().parse().ok())
@@ -373,7 +372,11 @@ pub fn children(parent: i32) -> Vec<i32> {
         return out;
     };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -395,10 +398,7 @@ fn signal(pid: i32, sig: i32) -> Result<()> {
     // SAFETY: kill(2) with a pid we read for this node.
     let rc = unsafe { libc::kill(pid, sig) };
     if rc != 0 {
-        bail!(
-            "kill({pid}, {sig}): {}",
-            std::io::Error::last_os_error()
-        );
+        bail!("kill({pid}, {sig}): {}", std::io::Error::last_os_error());
     }
     Ok(())
 }
@@ -420,8 +420,8 @@ pub fn patroni_pid(cluster: &Cluster, node: &Node) -> Result<i32> {
         .patroni_pid_file
         .as_ref()
         .ok_or_else(|| anyhow!("{}: no supervisor and no patroni_pid_file", node.name))?;
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     Ok(text.trim().parse()?)
 }
 

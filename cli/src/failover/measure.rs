@@ -118,9 +118,8 @@ pub fn measure(
         .iter()
         .filter(|t| t.t_ms >= fault_at)
         .find(|t| {
-            t.node(old_leader).is_some_and(|n| {
-                n.api && !matches!(n.state.as_deref(), Some("running") | None)
-            })
+            t.node(old_leader)
+                .is_some_and(|n| n.api && !matches!(n.state.as_deref(), Some("running") | None))
         })
         .map(|t| t.t_ms);
     let detected_at = match (lost, old_down) {
@@ -141,7 +140,11 @@ pub fn measure(
             .min()
     });
 
-    let oks: Vec<u64> = attempts.iter().filter(|a| a.ok()).map(|a| a.end_ms).collect();
+    let oks: Vec<u64> = attempts
+        .iter()
+        .filter(|a| a.ok())
+        .map(|a| a.end_ms)
+        .collect();
     let mut errors = BTreeMap::new();
     for a in attempts.iter().filter(|a| !a.ok()) {
         *errors.entry(a.outcome.clone()).or_insert(0) += 1;
@@ -288,7 +291,10 @@ mod tests {
     #[test]
     fn the_longest_gap_around_the_fault() {
         // Steady writes every 10 ms, a hole from 1000 to 3500.
-        let oks: Vec<u64> = (0..100).map(|i| i * 10).chain((350..400).map(|i| i * 10)).collect();
+        let oks: Vec<u64> = (0..100)
+            .map(|i| i * 10)
+            .chain((350..400).map(|i| i * 10))
+            .collect();
         assert_eq!(longest_gap(&oks, 995, 4000), 2510);
         // Gaps before the fault do not count.
         assert_eq!(longest_gap(&[0, 500, 510, 520], 505, 520), 10);
@@ -322,7 +328,9 @@ mod tests {
                 leader.member_states.insert("pg-2".into(), "running".into());
                 if t >= 6_000 {
                     leader.lags.insert("pg-1".into(), Some(0));
-                    leader.member_states.insert("pg-1".into(), "streaming".into());
+                    leader
+                        .member_states
+                        .insert("pg-1".into(), "streaming".into());
                 }
                 let old = if t >= 6_000 {
                     sample("pg-1", Some("pg-2"), "replica", "running", true)
@@ -345,7 +353,11 @@ mod tests {
         let mut seq = 0;
         for t in (0..10_000).step_by(10) {
             seq += 1;
-            let outcome = if (2_000..3_150).contains(&t) { "connect_refused" } else { "ok" };
+            let outcome = if (2_000..3_150).contains(&t) {
+                "connect_refused"
+            } else {
+                "ok"
+            };
             attempts.push(attempt(seq, t, t + 5, outcome));
         }
         let m = measure(Fault::KillNode, "pg-1", &events, &ticks, &attempts, None);
@@ -407,7 +419,14 @@ mod tests {
             kind: "fault".into(),
             label: String::new(),
         }];
-        let m = measure(Fault::Switchover, "pg-1", &events, &[], &[], Some(&requests));
+        let m = measure(
+            Fault::Switchover,
+            "pg-1",
+            &events,
+            &[],
+            &[],
+            Some(&requests),
+        );
         assert_eq!(m.api_answers["503+retry-after"], 1);
         assert_eq!(m.api_answers["503 without retry-after"], 1);
         assert_eq!(m.api_answers["timeout"], 1);

@@ -317,16 +317,15 @@ pub async fn run_one(target: &Target, fault: Fault, progress: &Progress) -> Resu
     let observer = Observer::start(cluster.clone(), clock);
     let deadline = Duration::from_secs(target.workload_seconds);
     let ledger = workload::start_ledger(cluster.clone(), run_id.clone(), clock, deadline);
-    let api = match &target.api_url {
-        Some(url) => Some(workload::start_api(
+    let api = target.api_url.as_ref().map(|url| {
+        workload::start_api(
             url.clone(),
             run_id.clone(),
             target.shoppers,
             clock,
             deadline,
-        )),
-        None => None,
-    };
+        )
+    });
 
     let bar = progress.bar(target.workload_seconds, fault.name());
     let ticker = {

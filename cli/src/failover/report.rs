@@ -80,7 +80,12 @@ impl Report {
             checks,
             events,
             bins: bins(&ledger.attempts),
-            failed_writes: ledger.attempts.iter().filter(|a| !a.ok()).cloned().collect(),
+            failed_writes: ledger
+                .attempts
+                .iter()
+                .filter(|a| !a.ok())
+                .cloned()
+                .collect(),
             error_samples: ledger.samples.clone(),
             api_setup_errors: api.map(|a| a.setup_errors.clone()).unwrap_or_default(),
             observer_ticks: ticks.len(),
@@ -159,10 +164,17 @@ pub fn markdown(r: &Report) -> String {
         m.new_leader.as_deref().unwrap_or("none")
     );
     let _ = writeln!(s, "![timeline](timeline.svg)\n");
-    let _ = writeln!(s, "## Measures\n\n| measure | value | threshold |\n|---|---|---|");
+    let _ = writeln!(
+        s,
+        "## Measures\n\n| measure | value | threshold |\n|---|---|---|"
+    );
     let rows: Vec<(&str, String, String)> = vec![
         ("time to detect", ms(m.detect_ms), String::new()),
-        ("new leader accepts writes", ms(m.writable_ms), String::new()),
+        (
+            "new leader accepts writes",
+            ms(m.writable_ms),
+            String::new(),
+        ),
         (
             "write outage (write port)",
             format!("{} ms", m.write_outage_ms),
@@ -180,7 +192,11 @@ pub fn markdown(r: &Report) -> String {
     for (name, value, threshold) in rows {
         let _ = writeln!(s, "| {name} | {value} | {threshold} |");
     }
-    let _ = writeln!(s, "\nTimes are from the fault (run clock at {} ms).\n", m.fault_at_ms);
+    let _ = writeln!(
+        s,
+        "\nTimes are from the fault (run clock at {} ms).\n",
+        m.fault_at_ms
+    );
     let _ = writeln!(s, "## Checks\n\n| check | result | detail |\n|---|---|---|");
     for c in &r.checks {
         let _ = writeln!(
@@ -201,9 +217,18 @@ pub fn markdown(r: &Report) -> String {
     for (k, v) in all {
         let _ = writeln!(s, "| {k} | {v} |");
     }
-    let _ = writeln!(s, "\n## Events\n\n| t (ms) | kind | detail |\n|---|---|---|");
+    let _ = writeln!(
+        s,
+        "\n## Events\n\n| t (ms) | kind | detail |\n|---|---|---|"
+    );
     for e in &r.events {
-        let _ = writeln!(s, "| {} | {} | {} |", e.t_ms, e.kind, e.label.replace('|', "\\|"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} |",
+            e.t_ms,
+            e.kind,
+            e.label.replace('|', "\\|")
+        );
     }
     for (t, l) in &m.leader_changes {
         let _ = writeln!(s, "| {t} | leader | {} |", l.as_deref().unwrap_or("none"));
@@ -225,7 +250,12 @@ pub fn svg(r: &Report) -> String {
     let (left, right, top, bottom) = (50.0, 20.0, 30.0, 40.0);
     let plot_w = width - left - right;
     let mid = top + (height - top - bottom) * 0.7;
-    let end_ms = r.bins.last().map(|b| b.t_ms + BIN_MS).unwrap_or(BIN_MS).max(1);
+    let end_ms = r
+        .bins
+        .last()
+        .map(|b| b.t_ms + BIN_MS)
+        .unwrap_or(BIN_MS)
+        .max(1);
     let peak = r
         .bins
         .iter()
@@ -308,8 +338,16 @@ pub fn svg(r: &Report) -> String {
         );
     };
     for e in &r.events {
-        if matches!(e.kind.as_str(), "fault" | "resume" | "release" | "restart" | "probe") {
-            mark(&mut s, e.t_ms, "#e07b00", &format!("{}: {}", e.kind, e.label));
+        if matches!(
+            e.kind.as_str(),
+            "fault" | "resume" | "release" | "restart" | "probe"
+        ) {
+            mark(
+                &mut s,
+                e.t_ms,
+                "#e07b00",
+                &format!("{}: {}", e.kind, e.label),
+            );
         }
     }
     for (t, l) in &r.measures.leader_changes {

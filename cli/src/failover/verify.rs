@@ -171,7 +171,9 @@ pub async fn verify(
                     .map(|s| s.len());
                 counts.push((node.name.clone(), n));
             }
-            converged = counts.iter().all(|(_, n)| matches!(n, Ok(n) if *n == expected));
+            converged = counts
+                .iter()
+                .all(|(_, n)| matches!(n, Ok(n) if *n == expected));
             detail = counts
                 .iter()
                 .map(|(name, n)| match n {
@@ -197,7 +199,10 @@ pub async fn verify(
         "old leader rejoined",
         measures.rejoin_ms.is_some(),
         match measures.rejoin_ms {
-            Some(ms) => format!("{} running again {ms} ms after the fault", measures.old_leader),
+            Some(ms) => format!(
+                "{} running again {ms} ms after the fault",
+                measures.old_leader
+            ),
             None => format!("{} never ran again during the test", measures.old_leader),
         },
     ));
@@ -260,9 +265,10 @@ async fn shop_invariants(cluster: &Cluster, database: &str) -> Check {
         Ok(c) => c,
         Err(e) => return check(name, false, format!("cannot connect: {e:#}")),
     };
-    let oversold = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM stock WHERE reserved > on_hand")
-        .fetch_one(&mut conn)
-        .await;
+    let oversold =
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM stock WHERE reserved > on_hand")
+            .fetch_one(&mut conn)
+            .await;
     let drift = sqlx::query_scalar::<_, i64>(
         "SELECT count(*) FROM stock s LEFT JOIN (SELECT variant_id, warehouse_id, \
          sum(on_hand_delta) AS on_hand, sum(reserved_delta) AS reserved \

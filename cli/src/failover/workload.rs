@@ -130,7 +130,9 @@ pub fn start_ledger(
             let cluster = cluster.clone();
             let run_id = run_id.clone();
             let seq = seq.clone();
-            tokio::spawn(async move { ledger_writer(&cluster, &run_id, writer, &seq, clock, deadline).await })
+            tokio::spawn(async move {
+                ledger_writer(&cluster, &run_id, writer, &seq, clock, deadline).await
+            })
         })
         .collect();
     tokio::spawn(async move {
@@ -243,7 +245,9 @@ pub fn start_api(
                 let http = http.clone();
                 let base = base.clone();
                 let run_id = run_id.clone();
-                tokio::spawn(async move { shopper(&http, &base, &run_id, i, clock, deadline).await })
+                tokio::spawn(
+                    async move { shopper(&http, &base, &run_id, i, clock, deadline).await },
+                )
             })
             .collect();
         let mut all = ApiRecords::default();
@@ -285,7 +289,11 @@ impl Call {
                 (Some(status), retry_after, None, body)
             }
             Err(e) => {
-                let kind = if e.is_timeout() { "timeout" } else { "connection" };
+                let kind = if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "connection"
+                };
                 (None, false, Some(kind.to_string()), serde_json::Value::Null)
             }
         };
@@ -351,8 +359,7 @@ async fn shopper(
         let (status, body) = call
             .send(
                 "product",
-                http
-                    .get(format!("{base}/api/v1/products?in_stock=true&limit=20")),
+                http.get(format!("{base}/api/v1/products?in_stock=true&limit=20")),
             )
             .await
             .context("products: no answer")?;
@@ -360,7 +367,9 @@ async fn shopper(
         if status != 200 || items.is_empty() {
             bail!("products answered {status} with no product in stock");
         }
-        let product = items[i % items.len()]["id"].as_i64().context("product id")?;
+        let product = items[i % items.len()]["id"]
+            .as_i64()
+            .context("product id")?;
         let (status, body) = call
             .send(
                 "product",

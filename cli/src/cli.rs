@@ -117,6 +117,46 @@ pub enum Command {
     /// Background jobs on RabbitMQ: dead-lettered jobs, listed and replayed.
     #[command(subcommand)]
     Jobs(JobsCommand),
+
+    /// Inject a database fault under a workload and prove what happened (destructive).
+    #[command(
+        name = "failover-test",
+        after_help = "Runs checkouts through the API and numbered ledger writes through the write \
+        port, injects the fault into the Patroni leader, then measures the outage and verifies zero \
+        loss, no split brain, convergence and the shop's invariants. Reports go to \
+        reports/<timestamp>-<mode>/ (report.json, report.md, timeline.svg). Exits 1 when a check \
+        fails or the outage exceeds its threshold. It kills processes: asks first; without a \
+        terminal, --yes is required.\n\nExamples:\n  shopctl failover-test local --mode switchover\n  \
+        shopctl failover-test local --mode all --runs 3 --yes --json"
+    )]
+    FailoverTest(FailoverTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FailoverTestArgs {
+    /// The environment (only `local` has a failover topology).
+    #[arg(value_name = "ENV")]
+    pub env: String,
+
+    /// The fault to inject; `all` runs every one, one after another.
+    #[arg(long, value_enum)]
+    pub mode: crate::failover::Mode,
+
+    /// Do not ask for confirmation (required when there is no terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Repeat the whole mode this many times.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub runs: usize,
+
+    /// Print the reports as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// A JSON failover target instead of the environment's topology (for tests).
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub target: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Jobs(command) = cli.command {
         return block_on(crate::jobs::run(cli.project_dir.as_deref(), command));
     }
+    if let Command::FailoverTest(args) = &cli.command {
+        return block_on(failover_test(args));
+    }
     let project = Project::find(cli.project_dir.as_deref())?;
     match cli.command {
         Command::Render(args) => render(&project, &args),
@@ -38,8 +41,47 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Destroy(args) => block_on(change(&project, &args, Change::Destroy)),
         Command::Status(args) => block_on(status(&project, &args)),
         Command::Envs => envs(&project),
-        Command::Doctor(_) | Command::Jobs(_) => unreachable!("handled above"),
+        Command::Doctor(_) | Command::Jobs(_) | Command::FailoverTest(_) => {
+            unreachable!("handled above")
+        }
     }
+}
+
+/// `failover-test`: destructive (it kills database processes), so it asks first.
+async fn failover_test(args: &crate::cli::FailoverTestArgs) -> Result<ExitCode> {
+    let target = match &args.target {
+        Some(file) => crate::failover::Target::from_file(file)?,
+        None => crate::failover::target_for(&args.env)?,
+    };
+    let mode = format!("{:?}", args.mode).to_lowercase();
+    confirm(
+        &Question {
+            action: "failover-test",
+            env: &args.env,
+            tier: Tier::Local,
+            detail: format!(
+                "inject {mode} into the Patroni leader ({} nodes) under a workload, {} time(s)",
+                target.nodes.len(),
+                args.runs
+            ),
+        },
+        args.yes,
+    )
+    .await?;
+    let progress = crate::failover::Progress::new(args.json);
+    let outcome = crate::failover::run(&target, args.mode, args.runs, &progress).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        for report in &outcome.runs {
+            println!("{}", crate::failover::report::summary(report));
+        }
+    }
+    Ok(if outcome.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Runs an async command. Commands that talk to AWS or run Terraform are

@@ -7,6 +7,7 @@ mod config;
 mod confirm;
 mod doctor;
 mod emulator;
+mod failover;
 mod jobs;
 mod local;
 mod project;

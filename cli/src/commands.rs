@@ -25,7 +25,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         return block_on(crate::jobs::run(cli.project_dir.as_deref(), command));
     }
     if let Command::FailoverTest(args) = &cli.command {
-        return block_on(failover_test(args));
+        return block_on(failover_test(cli.project_dir.as_deref(), args));
     }
     let project = Project::find(cli.project_dir.as_deref())?;
     match cli.command {
@@ -48,10 +48,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// `failover-test`: destructive (it kills database processes), so it asks first.
-async fn failover_test(args: &crate::cli::FailoverTestArgs) -> Result<ExitCode> {
+async fn failover_test(
+    project_dir: Option<&std::path::Path>,
+    args: &crate::cli::FailoverTestArgs,
+) -> Result<ExitCode> {
     let target = match &args.target {
         Some(file) => crate::failover::Target::from_file(file)?,
-        None => crate::failover::target_for(&args.env)?,
+        None => {
+            let project = Project::find(project_dir)?;
+            let env = project.load(&args.env)?;
+            let topology = crate::local::local_topology(&project.state_dir(&env.name), &env)?;
+            crate::failover::target_for(&topology)?
+        }
     };
     let mode = format!("{:?}", args.mode).to_lowercase();
     confirm(

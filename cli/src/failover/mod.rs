@@ -412,11 +412,54 @@ pub async fn run_one(target: &Target, fault: Fault, progress: &Progress) -> Resu
     Ok(report)
 }
 
-/// Where the lead wires `shopctl up local`'s topology in. Until then a
-/// target comes from `--target FILE`.
-pub fn target_for(env: &str) -> Result<Target> {
-    bail!(
-        "the {env} topology is not available to failover-test yet; pass --target FILE \
-         (a JSON failover target, see docs/failover.md)"
-    )
+/// The target of `shopctl up local`'s topology: its Patroni nodes, supervisor, HAProxy
+/// write port, public API and the thresholds of `[local.failover]`. Needs a running `up`
+/// (the secrets it generated hold the app role's password).
+pub fn target_for(topology: &crate::local::Topology) -> Result<Target> {
+    let secrets = topology.secrets().with_context(|| {
+        format!(
+            "{} is not up (no secrets yet); run `shopctl up {}` first",
+            topology.env, topology.env
+        )
+    })?;
+    let f = &topology.failover;
+    Ok(Target {
+        nodes: topology
+            .pg
+            .iter()
+            .map(|pg| Node {
+                name: pg.name.clone(),
+                api_url: pg.rest_url.clone(),
+                pg_host: default_host(),
+                pg_port: pg.postgres_port,
+                data_dir: pg.data_dir.clone(),
+                patroni_pid_file: None,
+                start_command: None,
+                log_file: Some(topology.log_file(&pg.name)),
+            })
+            .collect(),
+        supervisor: Some(Supervisor {
+            state_file: topology.state_file(),
+            socket: topology.supervisor_socket(),
+        }),
+        write_dsn: topology.write_dsn(&secrets),
+        read_dsn: Some(topology.read_dsn(&secrets)),
+        password: None,
+        password_env: None,
+        shop_database: Some(crate::local::topology::APP_DB.to_owned()),
+        api_url: Some(topology.api_url()),
+        thresholds: Thresholds {
+            switchover_ms: f.switchover_max_outage_ms,
+            kill_postgres_ms: f.kill_postgres_max_outage_ms,
+            kill_node_ms: f.kill_node_max_outage_ms,
+            freeze_node_ms: f.freeze_node_max_outage_ms,
+        },
+        workload_seconds: u64::from(f.workload_seconds),
+        fault_after_seconds: default_fault_after_seconds(),
+        ttl_seconds: u64::from(topology.patroni.ttl),
+        settle_seconds: default_settle_seconds(),
+        ledger_writers: default_ledger_writers(),
+        shoppers: default_shoppers(),
+        reports_dir: topology.reports_dir(),
+    })
 }

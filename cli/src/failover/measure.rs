@@ -122,10 +122,18 @@ pub fn measure(
                 .is_some_and(|n| n.api && !matches!(n.state.as_deref(), Some("running") | None))
         })
         .map(|t| t.t_ms);
+    // Patroni may restart a killed postgres in place between two observer samples; then the
+    // first write that failed after the fault is the earliest sign of it.
+    let first_failure = attempts
+        .iter()
+        .filter(|a| !a.ok() && a.start_ms >= fault_at)
+        .map(|a| a.end_ms)
+        .min();
     let detected_at = match (lost, old_down) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    };
+    }
+    .or(first_failure);
     let new_leader = match &moved {
         Some((_, l)) => l.clone(),
         None => Some(old_leader.to_string()),

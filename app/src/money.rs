@@ -204,7 +204,7 @@ mod tests {
         #[test]
         fn multiplication_is_repeated_addition(price in 0i64..10_000_000, qty in 0i64..1000) {
             let unit = Money::new(price, Currency::EUR);
-            let repeated = Money::sum(Currency::EUR, std::iter::repeat(unit).take(qty as usize));
+            let repeated = Money::sum(Currency::EUR, std::iter::repeat_n(unit, qty as usize));
             prop_assert_eq!(unit.checked_mul(qty), repeated);
         }
 

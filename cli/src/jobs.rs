@@ -149,7 +149,7 @@ async fn connect(broker: &Broker) -> Result<Connection> {
 fn queues(args: &BrokerArgs) -> Vec<&'static str> {
     QUEUES
         .into_iter()
-        .filter(|q| args.queue.as_deref().map_or(true, |only| only == *q))
+        .filter(|q| args.queue.as_deref().is_none_or(|only| only == *q))
         .collect()
 }
 
@@ -352,7 +352,7 @@ async fn replay(project_dir: Option<&Path>, args: &DlqReplayArgs) -> Result<Exit
     let chosen: Vec<DeadJob> = scan(&connection, &args.broker)
         .await?
         .into_iter()
-        .filter(|j| args.key.as_ref().map_or(true, |k| *k == j.key))
+        .filter(|j| args.key.as_ref().is_none_or(|k| *k == j.key))
         .collect();
     if chosen.is_empty() {
         let _ = connection.close(200, "done".into()).await;

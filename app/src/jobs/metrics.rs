@@ -46,10 +46,7 @@ async fn sample(
             .fetch_one(&state.db.write)
             .await?;
     metrics::gauge!("jobs_outbox_pending").set(pending as f64);
-    if connection
-        .as_ref()
-        .map_or(true, |c| !c.status().connected())
-    {
+    if connection.as_ref().is_none_or(|c| !c.status().connected()) {
         *connection = Some(broker.connect("metrics", Duration::from_secs(5)).await?);
     }
     let channel = connection

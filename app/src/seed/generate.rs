@@ -277,6 +277,6 @@ mod tests {
         assert!(plan
             .categories
             .iter()
-            .all(|c| c.parent.map_or(true, |p| known.contains(p))));
+            .all(|c| c.parent.is_none_or(|p| known.contains(p))));
     }
 }

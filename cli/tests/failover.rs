@@ -101,6 +101,8 @@ fn spawn(argv: &[String], log: &Path) -> i32 {
     let out = std::fs::File::create(log).unwrap();
     let child = Command::new(&argv[0])
         .args(&argv[1..])
+        // The postgres account may not enter the clone's directory (a private temp dir).
+        .current_dir(log.parent().unwrap())
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(out)

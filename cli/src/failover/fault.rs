@@ -453,6 +453,10 @@ fn restart_patroni(node: &Node) -> Result<i32> {
         .ok_or_else(|| anyhow!("{}: no supervisor and no start_command", node.name))?;
     let mut command = std::process::Command::new(&argv[0]);
     command.args(&argv[1..]).stdin(std::process::Stdio::null());
+    // Patroni may run as the postgres account, which may not enter our working directory.
+    if let Some(dir) = node.data_dir.parent() {
+        command.current_dir(dir);
+    }
     match &node.log_file {
         Some(log) => {
             let f = std::fs::OpenOptions::new()

@@ -8,7 +8,6 @@
 //! Skipped, with a message, when etcd, Patroni, HAProxy or PostgreSQL 15 is
 //! not installed.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,13 +18,9 @@ const PATRONI: &str = "/usr/bin/patroni";
 const HAPROXY: &str = "/usr/sbin/haproxy";
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+
+use common::free_port;
 
 struct NodeDirs {
     name: String,

@@ -66,6 +66,8 @@ fn pool(config: &DatabaseConfig, url: &str, read_only: bool) -> Result<PgPool, s
         .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
         // A connection to a demoted primary must not live on after a failover.
         .max_lifetime(Duration::from_secs(300))
-        .test_before_acquire(false)
+        // HAProxy cuts the sessions of a server it marks down: a pooled session it cut is
+        // found dead here (one round trip) and replaced, instead of failing a request.
+        .test_before_acquire(true)
         .connect_lazy_with(options))
 }

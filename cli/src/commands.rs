@@ -77,7 +77,16 @@ async fn failover_test(
     )
     .await?;
     let progress = crate::failover::Progress::new(args.json);
-    let outcome = crate::failover::run(&target, args.mode, args.runs, &progress).await?;
+    let undo = crate::failover::Undo::default();
+    let outcome = tokio::select! {
+        outcome = crate::failover::run(&target, args.mode, args.runs, &progress, &undo) => outcome?,
+        _ = tokio::signal::ctrl_c() => {
+            for line in undo.run() {
+                eprintln!("failover-test: {line}");
+            }
+            anyhow::bail!("failover-test interrupted; every fault was undone and no report was written");
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {

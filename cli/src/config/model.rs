@@ -317,15 +317,20 @@ pub struct LocalPatroni {
     pub retry_timeout: u32,
     /// Bytes a replica may lag and still be promoted.
     pub maximum_lag_on_failover: u64,
+    /// Commits wait for a synchronous standby even when none is left. Without it a leader
+    /// that was paused (a frozen VM) and resumes may acknowledge writes on its own until
+    /// Patroni demotes it, and those are lost (docs/failover.md).
+    pub synchronous_mode_strict: bool,
 }
 
 impl Default for LocalPatroni {
     fn default() -> Self {
         LocalPatroni {
-            ttl: 10,
+            ttl: 8,
             loop_wait: 1,
-            retry_timeout: 4,
+            retry_timeout: 3,
             maximum_lag_on_failover: 1_048_576,
+            synchronous_mode_strict: true,
         }
     }
 }

@@ -32,6 +32,52 @@ pub struct Cluster {
     pub http: reqwest::Client,
     /// Options for the write port.
     pub write: PgConnectOptions,
+    /// What an injected fault still holds, undone if the test stops half-way.
+    pub undo: Undo,
+}
+
+/// What a fault has done and not yet undone: frozen processes, components the supervisor
+/// holds down, nodes killed with nobody to restart them. A test stopped half-way (Ctrl-C,
+/// an error) runs it, so no process stays stopped and no node stays down.
+#[derive(Clone, Default)]
+pub struct Undo(Arc<std::sync::Mutex<Pending>>);
+
+#[derive(Default)]
+struct Pending {
+    frozen: Vec<i32>,
+    held: Vec<(std::path::PathBuf, String)>,
+    killed: Vec<Node>,
+}
+
+impl Undo {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Resumes, releases and restarts whatever is pending; says what it did.
+    pub fn run(&self) -> Vec<String> {
+        let pending = std::mem::take(&mut *self.pending());
+        let mut done = Vec::new();
+        if !pending.frozen.is_empty() {
+            for pid in pending.frozen.iter().rev() {
+                let _ = signal(*pid, libc::SIGCONT);
+            }
+            done.push(format!("resumed {} frozen processes", pending.frozen.len()));
+        }
+        for (socket, component) in pending.held {
+            match supervisor(&socket, "release", &component) {
+                Ok(_) => done.push(format!("released {component} to the supervisor")),
+                Err(e) => done.push(format!("could not release {component}: {e:#}")),
+            }
+        }
+        for node in pending.killed {
+            match restart_patroni(&node) {
+                Ok(pid) => done.push(format!("started Patroni {pid} on {}", node.name)),
+                Err(e) => done.push(format!("could not restart {}: {e:#}", node.name)),
+            }
+        }
+        done
+    }
 }
 
 /// What one node's Patroni says about itself.
@@ -131,6 +177,7 @@ impl Cluster {
             target: target.clone(),
             http,
             write,
+            undo: Undo::default(),
         })
     }
 
@@ -554,7 +601,14 @@ pub async fn inject(
             let pm = postmaster_pid(&node)?;
             if let Some(sup) = &cluster.target.supervisor {
                 supervisor(&sup.socket, "hold", leader)?;
+                cluster
+                    .undo
+                    .pending()
+                    .held
+                    .push((sup.socket.clone(), leader.to_string()));
                 mark("hold", format!("supervisor holds {leader}"));
+            } else {
+                cluster.undo.pending().killed.push(node.clone());
             }
             let backends = children(pm);
             mark(
@@ -575,9 +629,11 @@ pub async fn inject(
             tokio::time::sleep(Duration::from_secs(3)).await;
             if let Some(sup) = &cluster.target.supervisor {
                 supervisor(&sup.socket, "release", leader)?;
+                cluster.undo.pending().held.clear();
                 mark("release", format!("supervisor releases {leader}"));
             } else {
                 let pid = restart_patroni(&node)?;
+                cluster.undo.pending().killed.clear();
                 mark("restart", format!("Patroni {pid} started on {leader}"));
             }
         }
@@ -598,6 +654,7 @@ pub async fn inject(
                 "fault",
                 format!("SIGSTOP {} processes of {leader}", frozen.len()),
             );
+            cluster.undo.pending().frozen = frozen.clone();
             for pid in &frozen {
                 let _ = signal(*pid, libc::SIGSTOP);
             }
@@ -611,6 +668,7 @@ pub async fn inject(
             for pid in frozen.iter().rev() {
                 let _ = signal(*pid, libc::SIGCONT);
             }
+            cluster.undo.pending().frozen.clear();
             // The probe: the resumed old leader must not acknowledge a write.
             let outcome = match stale.as_mut() {
                 None => "no session before the freeze".to_string(),

@@ -83,6 +83,15 @@ pub fn leader_changes(ticks: &[Tick]) -> Vec<(u64, Option<String>)> {
     out
 }
 
+/// Whether the leader's `/cluster` shows `node` streaming from it (used when the
+/// observer's own session to the node has not reconnected yet).
+fn streams_to_leader(tick: &Tick, node: &str, leader: Option<&str>) -> bool {
+    leader
+        .and_then(|l| tick.node(l))
+        .and_then(|view| view.member_states.get(node))
+        .is_some_and(|state| state == "streaming")
+}
+
 pub fn measure(
     fault: Fault,
     old_leader: &str,
@@ -217,7 +226,10 @@ pub fn measure(
             t.node(old_leader).is_some_and(|n| {
                 n.api
                     && n.state.as_deref() == Some("running")
-                    && (!failed_over || (!n.claims_primary() && n.in_recovery == Some(true)))
+                    && (!failed_over
+                        || (!n.claims_primary()
+                            && (n.in_recovery == Some(true)
+                                || streams_to_leader(t, old_leader, new_leader.as_deref()))))
             })
         })
         .map(|t| t.t_ms - fault_at);
@@ -388,6 +400,41 @@ mod tests {
                 (3_000, Some("pg-2".into()))
             ]
         );
+    }
+
+    #[test]
+    fn rejoin_is_seen_in_the_leaders_view_when_the_own_session_is_not_back() {
+        let tick = |t_ms: u64, old_state: &str| {
+            let mut old = sample("pg-1", Some("pg-2"), "replica", "running", true);
+            old.in_recovery = None;
+            let mut leader = sample("pg-2", Some("pg-2"), "master", "running", false);
+            leader
+                .member_states
+                .insert("pg-1".into(), old_state.into());
+            Tick {
+                t_ms,
+                nodes: vec![old, leader],
+            }
+        };
+        let ticks = vec![
+            Tick {
+                t_ms: 0,
+                nodes: vec![
+                    sample("pg-1", Some("pg-1"), "master", "running", false),
+                    sample("pg-2", Some("pg-1"), "replica", "running", true),
+                ],
+            },
+            tick(1_000, "starting"),
+            tick(2_000, "streaming"),
+        ];
+        let events = vec![Event {
+            t_ms: 500,
+            kind: "fault".into(),
+            label: String::new(),
+        }];
+        let m = measure(Fault::KillNode, "pg-1", &events, &ticks, &[], None);
+        assert_eq!(m.new_leader.as_deref(), Some("pg-2"));
+        assert_eq!(m.rejoin_ms, Some(1_500));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+pub use fault::Undo;
 use fault::{Cluster, Observer};
 
 /// Everything the engine needs to know about the environment under test.
@@ -166,6 +167,14 @@ impl Target {
         Ok(target)
     }
 
+    /// How long the workload runs: as configured, but at least two leader-key ttl past the
+    /// fault, so that a failover which waits out the whole ttl (Patroni's default 30 s) is
+    /// still measured by writes that succeed after it.
+    pub fn workload_seconds(&self) -> u64 {
+        self.workload_seconds
+            .max(self.fault_after_seconds + 2 * self.ttl_seconds)
+    }
+
     pub fn password(&self) -> Option<String> {
         if let Some(p) = &self.password {
             return Some(p.clone());
@@ -274,8 +283,15 @@ impl Clock {
     }
 }
 
-/// Runs every fault of `mode` `runs` times.
-pub async fn run(target: &Target, mode: Mode, runs: usize, progress: &Progress) -> Result<Outcome> {
+/// Runs every fault of `mode` `runs` times. Whatever a fault holds is recorded in `undo`
+/// until it is undone, for a caller that stops the run half-way.
+pub async fn run(
+    target: &Target,
+    mode: Mode,
+    runs: usize,
+    progress: &Progress,
+    undo: &Undo,
+) -> Result<Outcome> {
     let mut reports = Vec::new();
     for round in 0..runs.max(1) {
         for fault in mode.faults() {
@@ -285,7 +301,7 @@ pub async fn run(target: &Target, mode: Mode, runs: usize, progress: &Progress) 
                 round + 1,
                 runs.max(1)
             ));
-            let report = run_one(target, fault, progress).await?;
+            let report = run_one(target, fault, progress, undo).await?;
             progress.say(&report::summary(&report));
             reports.push(report);
         }
@@ -298,8 +314,15 @@ pub async fn run(target: &Target, mode: Mode, runs: usize, progress: &Progress) 
 }
 
 /// One fault under the workload, measured, verified and reported.
-pub async fn run_one(target: &Target, fault: Fault, progress: &Progress) -> Result<report::Report> {
-    let cluster = Arc::new(Cluster::new(target)?);
+pub async fn run_one(
+    target: &Target,
+    fault: Fault,
+    progress: &Progress,
+    undo: &Undo,
+) -> Result<report::Report> {
+    let mut cluster = Cluster::new(target)?;
+    cluster.undo = undo.clone();
+    let cluster = Arc::new(cluster);
     let started_wall = time::OffsetDateTime::now_utc();
     cluster
         .wait_healthy(Duration::from_secs(target.settle_seconds.max(30)))
@@ -315,7 +338,8 @@ pub async fn run_one(target: &Target, fault: Fault, progress: &Progress) -> Resu
     );
     let clock = Clock(Instant::now());
     let observer = Observer::start(cluster.clone(), clock);
-    let deadline = Duration::from_secs(target.workload_seconds);
+    let workload_seconds = target.workload_seconds();
+    let deadline = Duration::from_secs(workload_seconds);
     let ledger = workload::start_ledger(cluster.clone(), run_id.clone(), clock, deadline);
     let api = target.api_url.as_ref().map(|url| {
         workload::start_api(
@@ -327,7 +351,7 @@ pub async fn run_one(target: &Target, fault: Fault, progress: &Progress) -> Resu
         )
     });
 
-    let bar = progress.bar(target.workload_seconds, fault.name());
+    let bar = progress.bar(workload_seconds, fault.name());
     let ticker = {
         let bar = bar.clone();
         tokio::spawn(async move {
@@ -344,6 +368,9 @@ pub async fn run_one(target: &Target, fault: Fault, progress: &Progress) -> Resu
     let mut events = match injected {
         Ok(events) => events,
         Err(e) => {
+            for line in cluster.undo.run() {
+                progress.say(&format!("failover-test: {line}"));
+            }
             ticker.abort();
             bar.finish_and_clear();
             observer.stop().await;
@@ -365,6 +392,11 @@ pub async fn run_one(target: &Target, fault: Fault, progress: &Progress) -> Resu
     let settled = cluster
         .wait_healthy(Duration::from_secs(target.settle_seconds))
         .await;
+    if settled.is_ok() {
+        // A few more samples of the settled cluster: the observer's own sessions to a
+        // restarted node reconnect on its next ticks.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     let workload_end_ms = clock.ms();
     if let Err(e) = &settled {
         events.push(fault::Event {

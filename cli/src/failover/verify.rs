@@ -157,6 +157,27 @@ pub async fn verify(
         ),
     ));
 
+    // No false failover: the leader stays put until the fault.
+    let before: Vec<String> = measures
+        .leader_changes
+        .iter()
+        .filter(|(t, _)| *t < measures.fault_at_ms)
+        .map(|(t, l)| format!("{} at {t} ms", l.as_deref().unwrap_or("no leader")))
+        .collect();
+    checks.push(check(
+        "no failover before the fault",
+        before.len() <= 1
+            && measures
+                .leader_changes
+                .first()
+                .is_none_or(|(_, l)| l.as_deref() == Some(measures.old_leader.as_str())),
+        if before.len() <= 1 {
+            format!("{} led until the fault", measures.old_leader)
+        } else {
+            format!("the leader changed before the fault: {}", before.join(", "))
+        },
+    ));
+
     // Replicas converge: the same rows on every node.
     if let Ok(present) = &present {
         let expected = present.len();

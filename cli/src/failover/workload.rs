@@ -13,10 +13,11 @@ use tokio::task::JoinHandle;
 use super::fault::Cluster;
 use super::Clock;
 
-/// Connecting through the write port may take this long. HAProxy keeps
-/// retrying a server it still believes up, so a long timeout would hide the
-/// new leader behind the wait; 500 ms bounds that error to half a second.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Connecting through the write port may take this long, like a libpq client's
+/// connect_timeout. HAProxy holds a connection that finds no server for up to 1 s (its
+/// queue timeout) and hands it to a new leader as soon as that passes its check; a client
+/// that gave up sooner would count its own impatience as outage.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(2_000);
 /// One insert (including its synchronous commit) may take this long.
 const STATEMENT_TIMEOUT: Duration = Duration::from_millis(2_000);
 /// Pause between two writes of one writer: caps the rate (~100/s per writer).

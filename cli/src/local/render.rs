@@ -8,12 +8,16 @@ use serde_json::{json, Value};
 
 use crate::render::{RenderError, Templates, Tree};
 
-use super::topology::{Topology, PG_BIN, SCOPE};
+use super::topology::{Topology, SCOPE};
 
 /// `conf/` files by name (`patroni-pg-1.yml`, `etcd-etcd-1.yml`, `haproxy.cfg`, `nginx.conf`).
-pub fn render(templates_dir: &Path, topology: &Topology) -> Result<Tree, RenderError> {
+pub fn render(
+    templates_dir: &Path,
+    topology: &Topology,
+    pg_bin: &Path,
+) -> Result<Tree, RenderError> {
     let templates = Templates::load_trees(templates_dir, Path::new("templates"), &["local"])?;
-    let base = context(topology);
+    let base = context(topology, pg_bin);
     let mut out = Tree::new();
     // Rendering with the first member's data gives the shared files too.
     for (i, pg) in topology.pg.iter().enumerate() {
@@ -60,7 +64,7 @@ fn take(tree: &Tree, out: &mut Tree, template: &str, name: &str) {
     }
 }
 
-fn context(t: &Topology) -> Value {
+fn context(t: &Topology, pg_bin: &Path) -> Value {
     let etcd_hosts: Vec<String> = t
         .etcd
         .iter()
@@ -74,7 +78,7 @@ fn context(t: &Topology) -> Value {
     json!({
         "scope": SCOPE,
         "state_dir": t.state_dir,
-        "pg_bin": PG_BIN,
+        "pg_bin": pg_bin,
         "ports": t.ports,
         "patroni": t.patroni,
         "etcd_hosts": etcd_hosts.join(","),

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use super::topology::PG_BIN;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolsError {
@@ -28,6 +27,45 @@ pub struct Tools {
     /// The venv's Python, which has aiosmtpd.
     pub python: PathBuf,
     pub psql: PathBuf,
+    /// PostgreSQL's server programs (postgres, initdb, pg_ctl, pg_rewind).
+    pub pg_bin: PathBuf,
+}
+
+/// The PostgreSQL version the topology is designed and tested with.
+pub const PG_MAJOR: u32 = 15;
+
+/// The directory of PostgreSQL's server programs: where a `postgres` on PATH really lives, else
+/// Debian's per-version directory for [`PG_MAJOR`], else the newest version installed there.
+pub fn postgres_bin_dir() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    // A `postgres` on PATH may be a lone symlink: its real directory must hold the rest.
+    let server_dir = |d: PathBuf| {
+        let real = std::fs::canonicalize(d.join("postgres")).ok()?;
+        let dir = real.parent()?.to_path_buf();
+        ["pg_ctl", "initdb", "pg_controldata", "pg_rewind"]
+            .iter()
+            .all(|p| dir.join(p).is_file())
+            .then_some(dir)
+    };
+    if let Some(dir) = std::env::split_paths(&path).find_map(server_dir) {
+        return Some(dir);
+    }
+    let root = Path::new("/usr/lib/postgresql");
+    let preferred = root.join(PG_MAJOR.to_string()).join("bin");
+    if preferred.join("postgres").is_file() {
+        return Some(preferred);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
 }
 
 fn cache_dir() -> PathBuf {
@@ -54,6 +92,11 @@ impl Tools {
     pub fn locate() -> Result<Tools, ToolsError> {
         let cache = cache_dir();
         let mut missing = Vec::new();
+        let pg_bin = postgres_bin_dir();
+        if pg_bin.is_none() {
+            missing.push(format!("postgres (postgresql-{PG_MAJOR})"));
+        }
+        let pg_bin_dirs: Vec<PathBuf> = pg_bin.iter().cloned().collect();
         let mut need = |name: &str, package: &str, dirs: &[PathBuf]| {
             find(name, dirs).unwrap_or_else(|| {
                 missing.push(format!("{name} ({package})"));
@@ -75,11 +118,9 @@ impl Tools {
                 &[cache.join("tools/bin")],
             ),
             python: need("python", "tests/tools.sh's venv", &[cache.join("venv/bin")]),
-            psql: need("psql", "postgresql-client", &[PathBuf::from(PG_BIN)]),
+            psql: need("psql", "postgresql-client", &pg_bin_dirs),
+            pg_bin: pg_bin.unwrap_or_default(),
         };
-        if !Path::new(PG_BIN).join("postgres").is_file() {
-            missing.push(format!("{PG_BIN}/postgres (postgresql-15)"));
-        }
         if missing.is_empty() {
             Ok(tools)
         } else {

@@ -15,8 +15,6 @@ pub const SCOPE: &str = "shop-local";
 /// The app's database and the role that owns it.
 pub const APP_DB: &str = "shop";
 pub const APP_DB_USER: &str = "shop";
-/// PostgreSQL 15 binaries, where Debian installs them.
-pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
@@ -306,7 +304,7 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let text = std::fs::read_to_string(root.join("environments/local.toml")).unwrap();
         let text = text
-            .replace("ttl = 10", "ttl = 5")
+            .replace("ttl = 8", "ttl = 5")
             .replace("etcd_members = 3", "etcd_members = 2");
         let error = crate::config::parse(&text, Path::new("environments/local.toml"))
             .unwrap_err()

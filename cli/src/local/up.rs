@@ -57,7 +57,7 @@ pub fn run(
                     topology.env
                 );
             }
-            prepare(topology, templates_dir, &app)?;
+            prepare(topology, templates_dir, &app, &tools)?;
             start_supervisor(topology, project_root, &app)?;
             false
         }
@@ -70,7 +70,7 @@ pub fn run(
 }
 
 /// Directories, secrets, rendered configuration and static files.
-fn prepare(topology: &Topology, templates_dir: &Path, app: &Path) -> Result<()> {
+fn prepare(topology: &Topology, templates_dir: &Path, app: &Path, tools: &Tools) -> Result<()> {
     let dir = &topology.state_dir;
     for sub in [
         "conf", "logs", "run", "reports", "static", "redis", "kafka", "smtp", "rabbitmq",
@@ -82,7 +82,7 @@ fn prepare(topology: &Topology, templates_dir: &Path, app: &Path) -> Result<()> 
     }
     let secrets_file = topology.secrets_file();
     Secrets::ensure(&secrets_file)?;
-    let tree = super::render::render(templates_dir, topology)?;
+    let tree = super::render::render(templates_dir, topology, &tools.pg_bin)?;
     crate::render::write(&tree, &topology.conf_dir())?;
     std::fs::write(dir.join("smtp/smtp_sink.py"), SMTP_SINK)?;
     std::fs::write(

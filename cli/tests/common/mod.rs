@@ -103,14 +103,49 @@ pub fn venv_bin() -> PathBuf {
     cache.join("shopctl/venv/bin")
 }
 
-/// A tool from shopctl's venv or PATH; panics with the fix when missing.
+/// A tool from shopctl's venv, PATH or the system's sbin; panics with the fix when missing.
 pub fn tool(name: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::iter::once(venv_bin())
         .chain(std::env::split_paths(&path))
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("`{name}` is not installed; run `bash tests/tools.sh` first"))
+}
+
+/// PostgreSQL's server programs, found as `shopctl up local` finds them: a PATH entry
+/// holding `postgres`, else Debian's directory for version 15, else the newest there.
+pub fn postgres_bin_dir() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    // A `postgres` on PATH may be a lone symlink: its real directory must hold the rest.
+    let server_dir = |d: PathBuf| {
+        let real = std::fs::canonicalize(d.join("postgres")).ok()?;
+        let dir = real.parent()?.to_path_buf();
+        ["pg_ctl", "initdb", "pg_controldata", "pg_rewind"]
+            .iter()
+            .all(|p| dir.join(p).is_file())
+            .then_some(dir)
+    };
+    if let Some(dir) = std::env::split_paths(&path).find_map(server_dir) {
+        return dir;
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| {
+            dirs.flatten()
+                .filter_map(|e| {
+                    let version: u32 = e.file_name().to_str()?.parse().ok()?;
+                    let bin = e.path().join("bin");
+                    bin.join("postgres").is_file().then_some((version, bin))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort_by_key(|(v, _)| (*v == 15, *v));
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .unwrap_or_else(|| panic!("PostgreSQL is not installed; run `bash tests/tools.sh` first"))
 }
 
 pub fn free_port() -> u16 {

@@ -347,13 +347,11 @@ fn target(cluster: &Cluster, workload_seconds: u64) -> PathBuf {
         "password_env": "PATRONI_SUPERUSER_PASSWORD",
         "workload_seconds": workload_seconds,
         "fault_after_seconds": 3,
-        "ttl_seconds": 10,
+        "ttl_seconds": 8,
         "settle_seconds": 45,
-        // The targets of docs/failover.md except switchover: on this cluster
-        // a switchover is Patroni's next loop (<= 1 s) + a fast shutdown
-        // with checkpoint (~1.2 s) + HAProxy's 1 s check of the new leader,
-        // measured 2.3 s; the 2 s target is not met with 1 s checks.
-        "thresholds": {"switchover_ms": 3000, "kill_postgres_ms": 8000, "kill_node_ms": 12000, "freeze_node_ms": 12000},
+        // Twice the targets of docs/failover.md: a 2-core CI machine running other tests is
+        // not the benchmark (tests/bench-failover.sh is); safety checks stay exact.
+        "thresholds": {"switchover_ms": 4000, "kill_postgres_ms": 16000, "kill_node_ms": 24000, "freeze_node_ms": 24000},
         "reports_dir": cluster.root.path().join("reports"),
     });
     let path = cluster

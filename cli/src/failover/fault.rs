@@ -91,6 +91,10 @@ pub struct NodeSample {
     pub timeline: Option<i64>,
     /// `SELECT pg_is_in_recovery()` on the node's own port, when it answered.
     pub in_recovery: Option<bool>,
+    /// Whether a commit there could be acknowledged: no synchronous standby is required, or
+    /// a standby streams from it (a walsender; any counts, to err towards "could").
+    #[serde(default)]
+    pub can_acknowledge: Option<bool>,
     /// The leader named by this node's `/cluster` (Some(None): no leader key).
     pub cluster_leader: Option<Option<String>>,
     /// Replication lag in bytes per member, as this node's `/cluster` shows it
@@ -105,9 +109,15 @@ impl NodeSample {
         matches!(self.role.as_deref(), Some("master" | "primary"))
     }
 
-    /// Primary by Patroni and writable by its own port.
-    pub fn writable_primary(&self) -> bool {
+    /// Primary by Patroni and by its own port (not in recovery).
+    pub fn primary_by_sql(&self) -> bool {
         self.claims_primary() && self.in_recovery == Some(false)
+    }
+
+    /// A primary that could acknowledge a write: with synchronous replication required and
+    /// no standby streaming from it (a resumed old leader in strict mode), commits wait.
+    pub fn writable_primary(&self) -> bool {
+        self.primary_by_sql() && self.can_acknowledge != Some(false)
     }
 }
 
@@ -310,9 +320,18 @@ impl Cluster {
                 .ok();
         }
         if let Some(conn) = sql.as_mut() {
-            let query = sqlx::query_scalar::<_, bool>("SELECT pg_is_in_recovery()").fetch_one(conn);
+            // pg_stat_replication's rows are visible to any role (their details are not).
+            let query = sqlx::query_as::<_, (bool, bool)>(
+                "SELECT pg_is_in_recovery(), \
+                 current_setting('synchronous_standby_names') = '' \
+                 OR EXISTS (SELECT 1 FROM pg_stat_replication)",
+            )
+            .fetch_one(conn);
             match tokio::time::timeout(Duration::from_millis(300), query).await {
-                Ok(Ok(r)) => s.in_recovery = Some(r),
+                Ok(Ok((in_recovery, can_acknowledge))) => {
+                    s.in_recovery = Some(in_recovery);
+                    s.can_acknowledge = Some(!in_recovery && can_acknowledge);
+                }
                 _ => *sql = None,
             }
         }

@@ -38,8 +38,13 @@ pub struct Measures {
     pub errors: BTreeMap<String, usize>,
     /// API answers by status ("503+retry-after", "201", "timeout", ...).
     pub api_answers: BTreeMap<String, usize>,
-    /// Observer ticks where two nodes were writable primaries at once.
+    /// Observer ticks where two nodes were primaries that could acknowledge writes at once.
     pub dual_primary_ticks: usize,
+    /// Observer ticks where a second node still ran as primary but could not acknowledge a
+    /// write (no standby for its synchronous commits): a resumed old leader before Patroni
+    /// demotes it.
+    #[serde(default)]
+    pub fenced_primary_ticks: usize,
     /// Timelines the primaries were on, in order.
     pub timelines: Vec<i64>,
 }
@@ -236,10 +241,13 @@ pub fn measure(
 
     let mut timelines = Vec::new();
     let mut dual = 0;
+    let mut fenced = 0;
     for t in ticks {
         let primaries: Vec<_> = t.nodes.iter().filter(|n| n.writable_primary()).collect();
         if primaries.len() > 1 {
             dual += 1;
+        } else if t.nodes.iter().filter(|n| n.primary_by_sql()).count() > 1 {
+            fenced += 1;
         }
         for p in primaries {
             if let Some(tl) = p.timeline {
@@ -266,6 +274,7 @@ pub fn measure(
         errors,
         api_answers,
         dual_primary_ticks: dual,
+        fenced_primary_ticks: fenced,
         timelines,
     }
 }
@@ -448,6 +457,20 @@ mod tests {
         }];
         let m = measure(Fault::FreezeNode, "pg-1", &[], &ticks, &[], None);
         assert_eq!(m.dual_primary_ticks, 1);
+    }
+
+    #[test]
+    fn an_old_primary_without_a_standby_for_its_commits_is_fenced_not_split() {
+        let mut old = sample("pg-1", Some("pg-2"), "master", "running", false);
+        old.can_acknowledge = Some(false);
+        let mut new = sample("pg-2", Some("pg-2"), "master", "running", false);
+        new.can_acknowledge = Some(true);
+        let ticks = vec![Tick {
+            t_ms: 0,
+            nodes: vec![old, new],
+        }];
+        let m = measure(Fault::FreezeNode, "pg-1", &[], &ticks, &[], None);
+        assert_eq!((m.dual_primary_ticks, m.fenced_primary_ticks), (0, 1));
     }
 
     #[test]

@@ -150,8 +150,9 @@ pub async fn verify(
         "no split brain",
         measures.dual_primary_ticks == 0 && !stale_acked,
         format!(
-            "{} observer ticks with two writable primaries; stale write on the old leader {}; timelines {:?}",
+            "{} observer ticks with two primaries able to acknowledge writes ({} more with an old primary that could not: no standby for its synchronous commits); stale write on the old leader {}; timelines {:?}",
             measures.dual_primary_ticks,
+            measures.fenced_primary_ticks,
             if stale_acked { "ACKNOWLEDGED" } else { "not acknowledged" },
             measures.timelines
         ),

@@ -11,6 +11,13 @@ use super::topology::Topology;
 /// Extra logs that are not components but worth reading.
 const OTHER_LOGS: &[&str] = &["supervisor", "migrate", "seed"];
 
+/// The last `n` lines of a text.
+pub fn last_lines(text: &str, n: usize) -> Vec<&str> {
+    let mut all: Vec<&str> = text.lines().collect();
+    all.drain(..all.len().saturating_sub(n));
+    all
+}
+
 pub fn run(topology: &Topology, component: &str, lines: usize, follow: bool) -> Result<()> {
     let names = topology.component_names();
     if !names.iter().any(|n| n == component) && !OTHER_LOGS.contains(&component) {
@@ -31,9 +38,8 @@ pub fn run(topology: &Topology, component: &str, lines: usize, follow: bool) -> 
     })?;
     let mut text = String::new();
     file.read_to_string(&mut text)?;
-    let all: Vec<&str> = text.lines().collect();
     let mut out = std::io::stdout().lock();
-    for line in &all[all.len().saturating_sub(lines)..] {
+    for line in last_lines(&text, lines) {
         writeln!(out, "{line}")?;
     }
     out.flush()?;

@@ -24,6 +24,10 @@ use super::topology::Topology;
 /// migrations, seed).
 const READY_WITHIN: Duration = Duration::from_secs(180);
 
+/// A component that exits this often while `up` waits is crash-looping: `up` stops waiting
+/// and shows why, instead of waiting out READY_WITHIN.
+const CRASH_LOOP_RESTARTS: u32 = 3;
+
 pub struct Outcome {
     pub reused: bool,
     pub elapsed: Duration,
@@ -292,8 +296,10 @@ fn wait_ready(t: &Topology, tools: &Tools) -> Result<()> {
     let deadline = Instant::now() + READY_WITHIN;
     let done: Vec<AtomicBool> = checks.iter().map(|_| AtomicBool::new(false)).collect();
     let socket = t.supervisor_socket();
+    let crash_loop = CrashLoop::watch(t);
     std::thread::scope(|scope| {
         for (check, done) in checks.iter().zip(&done) {
+            let crash_loop = &crash_loop;
             let bar = multi.add(indicatif::ProgressBar::new_spinner());
             bar.set_style(style.clone());
             bar.set_message(format!("{} ...", check.label));
@@ -310,7 +316,7 @@ fn wait_ready(t: &Topology, tools: &Tools) -> Result<()> {
                         ));
                         return;
                     }
-                    if control::running_supervisor(socket).is_none() {
+                    if control::running_supervisor(socket).is_none() || crash_loop.found() {
                         break;
                     }
                     bar.tick();
@@ -326,6 +332,18 @@ fn wait_ready(t: &Topology, tools: &Tools) -> Result<()> {
         .filter(|(_, d)| !d.load(Ordering::SeqCst))
         .map(|(c, _)| c.label.as_str())
         .collect();
+    if let Some(looping) = crash_loop.culprit() {
+        bail!(
+            "{} exited {} times while starting (last: {}); its log ends:\n{}\n  hint: `shopctl logs {} {}`; `shopctl down {} --yes` stops the rest",
+            looping.name,
+            looping.restarts,
+            looping.last_exit.as_deref().unwrap_or("?"),
+            log_tail(&t.log_file(&looping.name), 8),
+            t.env,
+            looping.name,
+            t.env
+        );
+    }
     if !failed.is_empty() {
         bail!(
             "not ready within {}s: {}\n  hint: `shopctl status {}` and `shopctl logs {} <component>` (logs in {})",
@@ -337,4 +355,58 @@ fn wait_ready(t: &Topology, tools: &Tools) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Watches the supervisor's state while `up` waits: the first component that has exited
+/// CRASH_LOOP_RESTARTS times more than when `up` began.
+struct CrashLoop {
+    culprit: std::sync::Arc<std::sync::Mutex<Option<control::ComponentState>>>,
+}
+
+impl CrashLoop {
+    fn watch(t: &Topology) -> CrashLoop {
+        let culprit = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let file = t.state_file();
+        let before: std::collections::HashMap<String, u32> = control::read_state(&file)
+            .map(|s| s.components.into_iter().map(|c| (c.name, c.restarts)).collect())
+            .unwrap_or_default();
+        let found = culprit.clone();
+        // Ends with `up` (a detached thread that only reads a file).
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + READY_WITHIN;
+            while Instant::now() < deadline {
+                if let Some(state) = control::read_state(&file) {
+                    let looping = state.components.into_iter().find(|c| {
+                        c.restarts >= before.get(&c.name).copied().unwrap_or(0) + CRASH_LOOP_RESTARTS
+                    });
+                    if let Some(c) = looping {
+                        *found.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+                        return;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        CrashLoop { culprit }
+    }
+
+    fn culprit(&self) -> Option<control::ComponentState> {
+        self.culprit.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn found(&self) -> bool {
+        self.culprit().is_some()
+    }
+}
+
+/// The last `lines` lines of a log, indented, or a note that there is none.
+fn log_tail(path: &Path, lines: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => super::logs::last_lines(&text, lines)
+            .iter()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(_) => format!("    (no log at {})", path.display()),
+    }
 }

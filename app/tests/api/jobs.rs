@@ -307,12 +307,16 @@ async fn a_worker_killed_mid_job_sends_the_email_once() {
     assert_eq!(count(&app, "SELECT count(*) FROM sent_emails").await, 1);
     assert_eq!(depth(&rabbit, "emails").await, 0);
 
-    // The worker's metrics: the job, and the sampled queue depth.
+    // The worker's metrics: the job, and the sampled queue depth. The job may reach the
+    // second worker twice (redelivered, and published again by its relay when the first was
+    // killed before marking it published); either way one email went out, checked above.
     let metrics = second.metrics_text().await;
-    assert!(
-        metrics.contains(r#"jobs_processed_total{queue="emails"} 1"#),
-        "{metrics}"
-    );
+    let processed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"jobs_processed_total{queue="emails"} "#))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!((1..=2).contains(&processed), "{metrics}");
     assert!(
         metrics.contains(r#"jobs_queue_depth{queue="emails.dlq"}"#),
         "{metrics}"

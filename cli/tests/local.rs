@@ -168,14 +168,19 @@ fn app_built() -> bool {
     shopctl.parent().unwrap().join("app").is_file()
 }
 
-#[test]
-fn up_supervises_the_topology_and_down_stops_every_process() {
+/// A project for a whole `up local` stack on free ports, and the turn to run one.
+fn new_stack() -> (std::sync::MutexGuard<'static, ()>, Project) {
     assert!(
         app_built(),
         "the app binary must be next to shopctl: cargo build -p app --bin app"
     );
-    let _one = one_stack();
-    let project = project_on_free_ports();
+    let turn = one_stack();
+    (turn, project_on_free_ports())
+}
+
+#[test]
+fn up_supervises_the_topology_and_down_stops_every_process() {
+    let (_one, project) = new_stack();
     let _guard = DownOnDrop(&project);
     let http_port = local_port(&project, "http");
 
@@ -395,12 +400,7 @@ fn up_supervises_the_topology_and_down_stops_every_process() {
 /// (docs/benchmarks.md is), so they are held to twice the target here.
 #[test]
 fn failover_test_all_through_up_local_loses_nothing() {
-    assert!(
-        app_built(),
-        "the app binary must be next to shopctl: cargo build -p app --bin app"
-    );
-    let _one = one_stack();
-    let project = project_on_free_ports();
+    let (_one, project) = new_stack();
     let _guard = DownOnDrop(&project);
     project
         .shopctl()

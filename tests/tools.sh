@@ -27,6 +27,8 @@ declare -A packages=(
   [etcd]=etcd-server
   [patroni]=patroni
   [haproxy]=haproxy
+  # Patroni's callback that wakes the next member (templates/local/patroni_wake.sh).
+  [curl]=curl
   [nginx]=nginx-light
 )
 missing=()

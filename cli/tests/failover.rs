@@ -258,7 +258,7 @@ postgresql:
     }
     // HAProxy as `up local` runs it: write port on /primary, read port on /replica.
     let mut haproxy = String::from(
-        "global\n  maxconn 400\ndefaults\n  mode tcp\n  timeout connect 1s\n  retries 1\n  \
+        "global\n  maxconn 400\ndefaults\n  mode tcp\n  timeout connect 250ms\n  retries 1\n  \
          option redispatch\n  timeout client 30m\n  timeout server 30m\n  timeout check 1s\n"
     );
     for (port, check) in [

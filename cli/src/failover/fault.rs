@@ -219,6 +219,16 @@ impl Cluster {
 
     /// The leader, as the first node that answers `/cluster` names it.
     pub async fn leader(&self) -> Result<Option<String>> {
+        self.first_member(|role| is_leader_role(role)).await
+    }
+
+    /// The synchronous standby, as the first node that answers `/cluster` names it.
+    pub async fn sync_standby(&self) -> Result<Option<String>> {
+        self.first_member(|role| role == "sync_standby").await
+    }
+
+    /// The first member whose role matches, in the view of the first node that answers.
+    async fn first_member(&self, role: impl Fn(&str) -> bool) -> Result<Option<String>> {
         let mut last = None;
         for node in &self.target.nodes {
             match self
@@ -229,7 +239,7 @@ impl Cluster {
                     return Ok(view
                         .members
                         .into_iter()
-                        .find(|m| is_leader_role(&m.role))
+                        .find(|m| role(&m.role))
                         .map(|m| m.name))
                 }
                 Err(e) => last = Some(e),
@@ -585,17 +595,16 @@ pub async fn inject(
     let ttl = Duration::from_secs(cluster.target.ttl_seconds);
     match fault {
         Fault::Switchover => {
+            // Name the synchronous standby (the only candidate Patroni accepts in
+            // synchronous mode): the other replica then leaves the race at once
+            // instead of polling every member's REST API, which can take its 2 s
+            // timeout while the old leader shuts down.
             let candidate = cluster
-                .target
-                .nodes
-                .iter()
-                .find(|n| n.name != leader)
-                .map(|n| n.name.clone())
-                .context("no candidate")?;
+                .sync_standby()
+                .await?
+                .context("the cluster has no synchronous standby to switch over to")?;
             mark("fault", format!("switchover {leader} -> {candidate}"));
-            // Patroni's /switchover only accepts a synchronous standby as the
-            // candidate in synchronous mode; without a candidate it picks one.
-            let body = serde_json::json!({"leader": leader});
+            let body = serde_json::json!({"leader": leader, "candidate": candidate});
             let response = cluster
                 .http
                 .post(format!("{}/switchover", node.api_url))

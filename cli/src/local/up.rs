@@ -88,6 +88,9 @@ fn prepare(topology: &Topology, templates_dir: &Path, app: &Path, tools: &Tools)
     Secrets::ensure(&secrets_file)?;
     let tree = super::render::render(templates_dir, topology, &tools.pg_bin)?;
     crate::render::write(&tree, &topology.conf_dir())?;
+    let wake = topology.conf_dir().join(super::render::PATRONI_WAKE_FILE);
+    std::fs::write(&wake, super::render::PATRONI_WAKE)?;
+    std::fs::set_permissions(&wake, std::fs::Permissions::from_mode(0o755))?;
     std::fs::write(dir.join("smtp/smtp_sink.py"), SMTP_SINK)?;
     std::fs::write(
         dir.join("rabbitmq/rabbitmq.conf"),

@@ -469,6 +469,33 @@ fn failover_test_all_through_up_local_loses_nothing() {
         .success();
 }
 
+/// An app whose migrations fail: `up` stops waiting after three failed attempts, names
+/// the step and shows its log, instead of waiting out its whole deadline.
+#[test]
+fn up_stops_waiting_when_the_database_preparation_keeps_failing() {
+    let (_one, project) = new_stack();
+    let _guard = DownOnDrop(&project);
+    let started = Instant::now();
+    project
+        .shopctl()
+        .args(["up", "local", "--app-bin", "/bin/false"])
+        .timeout(Duration::from_secs(240))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("migrate exited 3 times while starting"))
+        .stderr(predicate::str::contains("`app migrate` failed (exit status: 1)"))
+        .stderr(predicate::str::contains("shopctl logs local migrate"));
+    let waited = started.elapsed();
+    eprintln!("up with failing migrations gave up after {:.1} s", waited.as_secs_f64());
+    assert!(waited < Duration::from_secs(120), "waited {waited:?}");
+    project
+        .shopctl()
+        .args(["down", "local", "--yes", "--purge"])
+        .timeout(Duration::from_secs(150))
+        .assert()
+        .success();
+}
+
 #[test]
 fn a_duplicate_local_port_names_its_key_and_line() {
     let project = Project::new();

@@ -43,6 +43,19 @@ pub struct StateFile {
     pub supervisor_pid: u32,
     pub updated_at: String,
     pub components: Vec<ComponentState>,
+    /// The one-time database preparation, which the supervisor retries until it works.
+    #[serde(default)]
+    pub prepare: PrepareState,
+}
+
+/// Failed attempts at preparing the database (role and database, `app migrate`, `app seed`):
+/// `up` stops waiting when they keep failing, as it does for a crash-looping component.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrepareState {
+    pub failures: u32,
+    /// The step that failed last (`database`, `migrate` or `seed`; its log is `<step>.log`).
+    pub step: Option<String>,
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,12 +164,14 @@ mod tests {
                 started_at: None,
                 last_exit: Some("signal 9 at 2026-11-29T00:00:00Z".into()),
             }],
+            prepare: PrepareState::default(),
         };
         assert_eq!(
             serde_json::to_value(&file).unwrap(),
             serde_json::json!({"supervisor_pid": 1, "updated_at": "2026-11-29T00:00:00Z",
                 "components": [{"name": "pg-1", "pid": null, "state": "held", "restarts": 2,
-                    "started_at": null, "last_exit": "signal 9 at 2026-11-29T00:00:00Z"}]})
+                    "started_at": null, "last_exit": "signal 9 at 2026-11-29T00:00:00Z"}],
+                "prepare": {"failures": 0, "step": null, "last_error": null}})
         );
     }
 }

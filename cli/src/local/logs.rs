@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use super::topology::Topology;
 
 /// Extra logs that are not components but worth reading.
-const OTHER_LOGS: &[&str] = &["supervisor", "migrate", "seed"];
+const OTHER_LOGS: &[&str] = &["supervisor", "database", "migrate", "seed"];
 
 /// The last `n` lines of a text.
 pub fn last_lines(text: &str, n: usize) -> Vec<&str> {

@@ -23,7 +23,7 @@ use tokio::net::UnixListener;
 use tokio::sync::{watch, Notify};
 
 use super::components::{self, Spec, Stage};
-use super::control::{now_rfc3339, ComponentState, RunState, StateFile};
+use super::control::{now_rfc3339, ComponentState, PrepareState, RunState, StateFile};
 use super::secrets::Secrets;
 use super::tools::Tools;
 use super::topology::{Topology, APP_DB, APP_DB_USER};
@@ -51,6 +51,7 @@ struct Shared {
     app: PathBuf,
     specs: Vec<Spec>,
     states: Mutex<Vec<ComponentState>>,
+    prepare: Mutex<PrepareState>,
     modes: Vec<watch::Sender<Mode>>,
     events: Mutex<File>,
     postgres_account: Option<(u32, u32)>,
@@ -108,6 +109,7 @@ pub fn run(topology: Topology, app: PathBuf) -> Result<()> {
         app,
         specs,
         states: Mutex::new(states),
+        prepare: Mutex::new(PrepareState::default()),
         modes,
         events: Mutex::new(events),
         stopping: AtomicBool::new(false),
@@ -214,6 +216,17 @@ impl Shared {
         self.write_locked(&states);
     }
 
+    /// Records a failed preparation in state.json, for `up` to see it keep failing.
+    fn prepare_failed(&self, error: &anyhow::Error) {
+        {
+            let mut prepare = self.prepare.lock().expect("prepare lock");
+            prepare.failures += 1;
+            prepare.step = error.downcast_ref::<PrepareFailed>().map(|f| f.step.to_string());
+            prepare.last_error = Some(format!("{error:#}"));
+        }
+        self.write_state();
+    }
+
     fn write_state(&self) {
         let states = self.states.lock().expect("state lock");
         self.write_locked(&states);
@@ -225,6 +238,7 @@ impl Shared {
             supervisor_pid: std::process::id(),
             updated_at: now_rfc3339(),
             components: states.to_vec(),
+            prepare: self.prepare.lock().expect("prepare lock").clone(),
         };
         let target = self.topology.state_file();
         let partial = target.with_extension("json.partial");
@@ -265,9 +279,12 @@ async fn orchestrate(shared: Arc<Shared>) {
         let s = shared.clone();
         match tokio::task::spawn_blocking(move || prepare(&s)).await {
             Ok(Ok(())) => break,
-            Ok(Err(e)) => log(&format!(
-                "preparing the database failed (retrying in 3 s): {e:#}"
-            )),
+            Ok(Err(e)) => {
+                log(&format!(
+                    "preparing the database failed (retrying in 3 s): {e:#}"
+                ));
+                shared.prepare_failed(&e);
+            }
             Err(e) => log(&format!("preparing the database panicked: {e}")),
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -347,11 +364,17 @@ fn prepare(shared: &Shared) -> Result<()> {
         .expect("piped")
         .write_all(sql.as_bytes())?;
     let out = psql.wait_with_output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "creating the app's role and database: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    std::fs::write(t.log_file("database"), &out.stderr)?;
+    if !out.status.success() {
+        return Err(PrepareFailed {
+            step: "database",
+            message: format!(
+                "creating the app's role and database: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        }
+        .into());
+    }
     let env = components::app_env(t, &shared.secrets);
     for (what, args) in [
         ("migrate", vec!["migrate"]),
@@ -370,11 +393,16 @@ fn prepare(shared: &Shared) -> Result<()> {
             .stderr(log_file)
             .status()
             .with_context(|| format!("cannot run {} {what}", shared.app.display()))?;
-        anyhow::ensure!(
-            status.success(),
-            "`app {what}` failed ({status}); see {}",
-            t.log_file(what).display()
-        );
+        if !status.success() {
+            return Err(PrepareFailed {
+                step: what,
+                message: format!(
+                    "`app {what}` failed ({status}); see {}",
+                    t.log_file(what).display()
+                ),
+            }
+            .into());
+        }
         shared.event(what, "done", Value::Null);
     }
     std::fs::write(&marker, now_rfc3339())?;
@@ -629,4 +657,12 @@ fn handle(shared: &Shared, line: &str) -> Value {
             json!({"ok": false, "error": format!("unknown op `{op}`; valid: hold, release, stop, ping")})
         }
     }
+}
+
+/// A preparation step that failed (its log is `<step>.log`).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct PrepareFailed {
+    step: &'static str,
+    message: String,
 }

@@ -370,7 +370,9 @@ impl CrashLoop {
     fn watch(t: &Topology) -> CrashLoop {
         let culprit = std::sync::Arc::new(std::sync::Mutex::new(None));
         let file = t.state_file();
-        let before: std::collections::HashMap<String, u32> = control::read_state(&file)
+        let earlier = control::read_state(&file);
+        let prepare_before = earlier.as_ref().map_or(0, |s| s.prepare.failures);
+        let before: std::collections::HashMap<String, u32> = earlier
             .map(|s| s.components.into_iter().map(|c| (c.name, c.restarts)).collect())
             .unwrap_or_default();
         let found = culprit.clone();
@@ -379,9 +381,29 @@ impl CrashLoop {
             let deadline = Instant::now() + READY_WITHIN;
             while Instant::now() < deadline {
                 if let Some(state) = control::read_state(&file) {
-                    let looping = state.components.into_iter().find(|c| {
-                        c.restarts >= before.get(&c.name).copied().unwrap_or(0) + CRASH_LOOP_RESTARTS
-                    });
+                    let prepare = &state.prepare;
+                    let looping = state
+                        .components
+                        .iter()
+                        .find(|c| {
+                            c.restarts
+                                >= before.get(&c.name).copied().unwrap_or(0) + CRASH_LOOP_RESTARTS
+                        })
+                        .cloned()
+                        // The database preparation keeps failing: shown like a component,
+                        // named by its failing step, whose log is `<step>.log`.
+                        .or_else(|| {
+                            (prepare.failures >= prepare_before + CRASH_LOOP_RESTARTS).then(|| {
+                                control::ComponentState {
+                                    name: prepare.step.clone().unwrap_or("database".into()),
+                                    pid: None,
+                                    state: control::RunState::Restarting,
+                                    restarts: prepare.failures,
+                                    started_at: None,
+                                    last_exit: prepare.last_error.clone(),
+                                }
+                            })
+                        });
                     if let Some(c) = looping {
                         *found.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
                         return;
@@ -405,6 +427,7 @@ impl CrashLoop {
 /// The last `lines` lines of a log, indented, or a note that there is none.
 fn log_tail(path: &Path, lines: usize) -> String {
     match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => format!("    ({} is empty)", path.display()),
         Ok(text) => super::logs::last_lines(&text, lines)
             .iter()
             .map(|l| format!("    {l}"))

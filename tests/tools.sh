@@ -30,6 +30,10 @@ declare -A packages=(
   # Patroni's callback that wakes the next member (templates/local/patroni_wake.sh).
   [curl]=curl
   [nginx]=nginx-light
+  # `shopctl image`: a real OCI registry (the CNCF distribution registry) and skopeo to pull
+  # images back; both started or run by the image tests on loopback.
+  [docker-registry]=docker-registry
+  [skopeo]=skopeo
 )
 missing=()
 for cmd in "${!packages[@]}"; do
@@ -54,7 +58,8 @@ if ((${#missing[@]})); then
   say "installing ${missing[*]}"
   $sudo apt-get update -qq
   # policy-rc.d answering 101 keeps Debian's maintainer scripts from starting system services
-  # (etcd, haproxy, nginx, redis, rabbitmq, postgresql): shopctl runs its own on its own ports.
+  # (etcd, haproxy, nginx, redis, rabbitmq, postgresql, docker-registry): shopctl and the tests
+  # run their own on their own ports.
   policy=/usr/sbin/policy-rc.d
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
@@ -67,7 +72,7 @@ if ((${#missing[@]})); then
     for package in "${missing[@]}"; do
       case $package in
         etcd-server) unit=etcd ;; nginx-light) unit=nginx ;;
-        patroni | haproxy | redis-server | rabbitmq-server | postgresql) unit=$package ;;
+        patroni | haproxy | redis-server | rabbitmq-server | postgresql | docker-registry) unit=$package ;;
         *) continue ;;
       esac
       $sudo systemctl disable --now "$unit" >/dev/null 2>&1 || true

@@ -118,6 +118,10 @@ pub enum Command {
     #[command(subcommand)]
     Jobs(JobsCommand),
 
+    /// The app's OCI image: build it (no container engine needed), push it, list a repository.
+    #[command(subcommand)]
+    Image(ImageCommand),
+
     /// Inject a database fault under a workload and prove what happened (destructive).
     #[command(
         name = "failover-test",
@@ -157,6 +161,103 @@ pub struct FailoverTestArgs {
     /// A JSON failover target instead of the environment's topology (for tests).
     #[arg(long, value_name = "FILE", hide = true)]
     pub target: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the app (release) and assemble a reproducible, non-root OCI image in
+    /// .shopctl/image (an OCI image layout).
+    #[command(
+        after_help = "Two layers: a base (the shared libraries the binary loads, CA certificates, \
+        time zones, user `app` 10001) and the binary. Every timestamp is SOURCE_DATE_EPOCH, or the \
+        commit's time, so the same commit gives the same digest. Prints the digest and the compressed \
+        size.\n\nExamples:\n  shopctl image build\n  shopctl image build --app-bin target/release/app --json"
+    )]
+    Build(ImageBuildArgs),
+
+    /// Push the built image to the environment's ECR repository (or --registry), tagged with
+    /// the commit and, optionally, a release tag.
+    #[command(
+        after_help = "Credentials: ECR's GetAuthorizationToken for the environment's repository; \
+        with --registry, SHOPCTL_REGISTRY_USERNAME and SHOPCTL_REGISTRY_PASSWORD when set, else none \
+        (--auth chooses). Blobs the registry has are not sent again. Tags never move: a tag that \
+        names another image is refused before anything is uploaded.\n\nExamples:\n  \
+        shopctl image push staging\n  shopctl image push staging --tag v1.4.0\n  \
+        shopctl image push staging --registry http://127.0.0.1:5000 --json"
+    )]
+    Push(ImagePushArgs),
+
+    /// List the images in the environment's ECR repository (or the tags at --registry).
+    #[command(
+        after_help = "Examples:\n  shopctl image ls staging\n  shopctl image ls staging --json\n  \
+        shopctl image ls staging --registry http://127.0.0.1:5000"
+    )]
+    Ls(ImageLsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageBuildArgs {
+    /// Name the image in the layout with this tag (default: the commit's).
+    #[arg(long, value_name = "TAG", value_parser = crate::image::parse_tag)]
+    pub tag: Option<String>,
+
+    /// Package this app binary instead of building one with cargo.
+    #[arg(long, value_name = "PATH")]
+    pub app_bin: Option<PathBuf>,
+
+    /// Print the outcome as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How to authenticate to the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RegistryAuthKind {
+    /// ECR's GetAuthorizationToken with the environment's AWS identity.
+    Ecr,
+    /// SHOPCTL_REGISTRY_USERNAME and SHOPCTL_REGISTRY_PASSWORD.
+    Basic,
+    /// No credentials.
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// The environment (its [ecr] repository names the repository).
+    #[arg(value_name = "ENV")]
+    pub env: String,
+
+    /// Any OCI registry instead of the environment's ECR, e.g. http://127.0.0.1:5000.
+    #[arg(long, value_name = "URL")]
+    pub registry: Option<String>,
+
+    /// Credentials to use (default: ecr for ECR; with --registry, basic when
+    /// SHOPCTL_REGISTRY_USERNAME is set, else none).
+    #[arg(long, value_enum)]
+    pub auth: Option<RegistryAuthKind>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// Print the outcome as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagePushArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
+    /// A release tag to add to the commit tag (tags never move once pushed).
+    #[arg(long, value_name = "TAG", value_parser = crate::image::parse_tag)]
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageLsArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Jobs(command) = cli.command {
         return block_on(crate::jobs::run(cli.project_dir.as_deref(), command));
     }
+    if let Command::Image(command) = cli.command {
+        let project = Project::find(cli.project_dir.as_deref())?;
+        return block_on(crate::image::command::run(&project, command));
+    }
     if let Command::FailoverTest(args) = &cli.command {
         return block_on(failover_test(cli.project_dir.as_deref(), args));
     }
@@ -41,7 +45,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Destroy(args) => block_on(change(&project, &args, Change::Destroy)),
         Command::Status(args) => block_on(status(&project, &args)),
         Command::Envs => envs(&project),
-        Command::Doctor(_) | Command::Jobs(_) | Command::FailoverTest(_) => {
+        Command::Doctor(_) | Command::Jobs(_) | Command::Image(_) | Command::FailoverTest(_) => {
             unreachable!("handled above")
         }
     }

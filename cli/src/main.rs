@@ -8,6 +8,7 @@ mod confirm;
 mod doctor;
 mod emulator;
 mod failover;
+mod image;
 mod jobs;
 mod local;
 mod project;

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-
 mod common;
 
 use common::free_port;
@@ -213,7 +212,7 @@ bootstrap:
         max_replication_slots: 10
         hot_standby: "on"
         wal_keep_size: 128MB
-        wal_retrieve_retry_interval: 1s
+        wal_retrieve_retry_interval: 200ms
   initdb:
     - encoding: UTF8
     - data-checksums
@@ -259,7 +258,7 @@ postgresql:
     // HAProxy as `up local` runs it: write port on /primary, read port on /replica.
     let mut haproxy = String::from(
         "global\n  maxconn 400\ndefaults\n  mode tcp\n  timeout connect 250ms\n  retries 1\n  \
-         option redispatch\n  timeout client 30m\n  timeout server 30m\n  timeout check 1s\n"
+         option redispatch\n  timeout client 30m\n  timeout server 30m\n  timeout check 1s\n",
     );
     for (port, check) in [
         (cluster.write_port, "primary"),

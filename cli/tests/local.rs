@@ -22,7 +22,9 @@ use serde_json::Value;
 static ONE_STACK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn one_stack() -> std::sync::MutexGuard<'static, ()> {
-    ONE_STACK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    ONE_STACK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Takes the topology down whatever happens to the test.
@@ -421,8 +423,12 @@ fn failover_test_all_through_up_local_loses_nothing() {
         started.elapsed().as_secs_f64(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let outcome: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no JSON outcome ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let outcome: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON outcome ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
     let runs = outcome["runs"].as_array().unwrap();
     let modes: Vec<&str> = runs.iter().map(|r| r["mode"].as_str().unwrap()).collect();
     assert_eq!(
@@ -440,7 +446,11 @@ fn failover_test_all_through_up_local_loses_nothing() {
             let name = check["name"].as_str().unwrap();
             eprintln!(
                 "{mode:>14} {} {name}: {}",
-                if check["passed"] == true { "ok  " } else { "FAIL" },
+                if check["passed"] == true {
+                    "ok  "
+                } else {
+                    "FAIL"
+                },
                 check["detail"]
             );
             if check["passed"] != true && name != "write outage within threshold" {
@@ -450,7 +460,9 @@ fn failover_test_all_through_up_local_loses_nothing() {
         let outage = run["measures"]["write_outage_ms"].as_u64().unwrap();
         let threshold = run["threshold_ms"].as_u64().unwrap();
         if outage > 2 * threshold {
-            failures.push(format!("{mode}: write outage {outage} ms > 2 x {threshold} ms"));
+            failures.push(format!(
+                "{mode}: write outage {outage} ms > 2 x {threshold} ms"
+            ));
         }
         assert_eq!(run["measures"]["dual_primary_ticks"], 0, "{mode}");
     }
@@ -482,11 +494,18 @@ fn up_stops_waiting_when_the_database_preparation_keeps_failing() {
         .timeout(Duration::from_secs(240))
         .assert()
         .failure()
-        .stderr(predicate::str::contains("migrate exited 3 times while starting"))
-        .stderr(predicate::str::contains("`app migrate` failed (exit status: 1)"))
+        .stderr(predicate::str::contains(
+            "migrate exited 3 times while starting",
+        ))
+        .stderr(predicate::str::contains(
+            "`app migrate` failed (exit status: 1)",
+        ))
         .stderr(predicate::str::contains("shopctl logs local migrate"));
     let waited = started.elapsed();
-    eprintln!("up with failing migrations gave up after {:.1} s", waited.as_secs_f64());
+    eprintln!(
+        "up with failing migrations gave up after {:.1} s",
+        waited.as_secs_f64()
+    );
     assert!(waited < Duration::from_secs(120), "waited {waited:?}");
     project
         .shopctl()

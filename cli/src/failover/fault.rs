@@ -51,7 +51,9 @@ struct Pending {
 
 impl Undo {
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Resumes, releases and restarts whatever is pending; says what it did.

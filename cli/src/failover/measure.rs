@@ -417,9 +417,7 @@ mod tests {
             let mut old = sample("pg-1", Some("pg-2"), "replica", "running", true);
             old.in_recovery = None;
             let mut leader = sample("pg-2", Some("pg-2"), "master", "running", false);
-            leader
-                .member_states
-                .insert("pg-1".into(), old_state.into());
+            leader.member_states.insert("pg-1".into(), old_state.into());
             Tick {
                 t_ms,
                 nodes: vec![old, leader],

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::secrets::Secrets;
 use super::tools::Tools;
-use super::topology::{Topology, APP_DB_USER};
+use super::topology::{Topology, APP_DB_USER, PATRONI_WAKE_COMPONENT, SCOPE};
 
 /// When a component may start: each stage waits for the previous one to be ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -118,6 +118,25 @@ pub fn specs(t: &Topology, s: &Secrets, tools: &Tools, app: &PathBuf) -> Vec<Spe
         ];
         specs.push(patroni);
     }
+    // Watches the cluster's keys in etcd and wakes the member that must act next.
+    let etcd_urls: Vec<String> = t
+        .etcd
+        .iter()
+        .map(|e| format!("http://127.0.0.1:{}", e.client_port))
+        .collect();
+    let mut wake = spec(
+        PATRONI_WAKE_COMPONENT,
+        Stage::Database,
+        &tools.python,
+        vec![
+            conf.join(PATRONI_WAKE_FILE).display().to_string(),
+            etcd_urls.join(","),
+            format!("/service/{SCOPE}"),
+        ],
+        dir.clone(),
+    );
+    wake.grace_secs = 2;
+    specs.push(wake);
     specs.push(spec(
         "haproxy",
         Stage::Base,
@@ -272,3 +291,8 @@ pub fn specs(t: &Topology, s: &Secrets, tools: &Tools, app: &PathBuf) -> Vec<Spe
 
 /// The SMTP sink's script, carried in the binary so a copied project needs no tests/ dir.
 pub const SMTP_SINK: &str = include_str!("../../../tests/smtp_sink.py");
+
+/// The watcher that wakes the Patroni member that must act next (see the file's comment).
+pub const PATRONI_WAKE: &str = include_str!("../../../templates/local/patroni_wake.py");
+/// Its file name in `conf/`.
+pub const PATRONI_WAKE_FILE: &str = "patroni_wake.py";

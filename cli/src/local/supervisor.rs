@@ -221,7 +221,9 @@ impl Shared {
         {
             let mut prepare = self.prepare.lock().expect("prepare lock");
             prepare.failures += 1;
-            prepare.step = error.downcast_ref::<PrepareFailed>().map(|f| f.step.to_string());
+            prepare.step = error
+                .downcast_ref::<PrepareFailed>()
+                .map(|f| f.step.to_string());
             prepare.last_error = Some(format!("{error:#}"));
         }
         self.write_state();

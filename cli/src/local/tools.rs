@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum ToolsError {
     #[error("missing for the local topology: {}\n  hint: run `bash tests/tools.sh` (it installs etcd-server, patroni, haproxy, nginx-light, postgresql, redis-server, rabbitmq-server, the Python tools and tansu)", .0.join(", "))]

@@ -12,6 +12,8 @@ use super::secrets::Secrets;
 
 /// Patroni's cluster name (its `scope`).
 pub const SCOPE: &str = "shop-local";
+/// The component that wakes Patroni members when the leader key changes.
+pub const PATRONI_WAKE_COMPONENT: &str = "patroni-wake";
 /// The app's database and the role that owns it.
 pub const APP_DB: &str = "shop";
 pub const APP_DB_USER: &str = "shop";
@@ -145,6 +147,7 @@ impl Topology {
     pub fn component_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.etcd.iter().map(|n| n.name.clone()).collect();
         names.extend(self.pg.iter().map(|n| n.name.clone()));
+        names.push(PATRONI_WAKE_COMPONENT.into());
         names.extend(
             ["haproxy", "redis", "rabbitmq", "kafka", "smtp"]
                 .iter()
@@ -271,8 +274,8 @@ mod tests {
         assert_eq!(
             t.component_names(),
             [
-                "etcd-1", "etcd-2", "etcd-3", "pg-1", "pg-2", "pg-3", "haproxy", "redis",
-                "rabbitmq", "kafka", "smtp", "worker-1", "app-1", "app-2", "nginx"
+                "etcd-1", "etcd-2", "etcd-3", "pg-1", "pg-2", "pg-3", "patroni-wake", "haproxy",
+                "redis", "rabbitmq", "kafka", "smtp", "worker-1", "app-1", "app-2", "nginx"
             ]
         );
         assert_eq!(

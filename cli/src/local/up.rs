@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::components::SMTP_SINK;
+use super::components::{PATRONI_WAKE_FILE, SMTP_SINK};
 use super::control;
 use super::ready;
 use super::secrets::Secrets;
@@ -88,9 +88,10 @@ fn prepare(topology: &Topology, templates_dir: &Path, app: &Path, tools: &Tools)
     Secrets::ensure(&secrets_file)?;
     let tree = super::render::render(templates_dir, topology, &tools.pg_bin)?;
     crate::render::write(&tree, &topology.conf_dir())?;
-    let wake = topology.conf_dir().join(super::render::PATRONI_WAKE_FILE);
-    std::fs::write(&wake, super::render::PATRONI_WAKE)?;
-    std::fs::set_permissions(&wake, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::write(
+        topology.conf_dir().join(PATRONI_WAKE_FILE),
+        super::components::PATRONI_WAKE,
+    )?;
     std::fs::write(dir.join("smtp/smtp_sink.py"), SMTP_SINK)?;
     std::fs::write(
         dir.join("rabbitmq/rabbitmq.conf"),
@@ -373,7 +374,12 @@ impl CrashLoop {
         let earlier = control::read_state(&file);
         let prepare_before = earlier.as_ref().map_or(0, |s| s.prepare.failures);
         let before: std::collections::HashMap<String, u32> = earlier
-            .map(|s| s.components.into_iter().map(|c| (c.name, c.restarts)).collect())
+            .map(|s| {
+                s.components
+                    .into_iter()
+                    .map(|c| (c.name, c.restarts))
+                    .collect()
+            })
             .unwrap_or_default();
         let found = culprit.clone();
         // Ends with `up` (a detached thread that only reads a file).
@@ -416,7 +422,10 @@ impl CrashLoop {
     }
 
     fn culprit(&self) -> Option<control::ComponentState> {
-        self.culprit.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.culprit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn found(&self) -> bool {

@@ -199,3 +199,110 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// A GET on 127.0.0.1:`port`: status and body, or None when nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// A throwaway PostgreSQL (trust on loopback, database `postgres`), run as the `postgres`
+/// account when the tests run as root; killed on drop.
+pub struct PgServer {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PgServer {
+    pub fn start() -> PgServer {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let bin = postgres_bin_dir();
+        let account = postgres_account();
+        if let Some((uid, gid)) = account {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        }
+        let as_account = |command: &mut StdCommand| {
+            if let Some((uid, gid)) = account {
+                command.uid(uid).gid(gid);
+            }
+        };
+        let mut initdb = StdCommand::new(bin.join("initdb"));
+        initdb
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&data);
+        as_account(&mut initdb);
+        let out = initdb.output().expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let mut postgres = StdCommand::new(bin.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-k",
+                "",
+                "-c",
+                "fsync=off",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        as_account(&mut postgres);
+        let child = postgres.spawn().expect("postgres");
+        wait_for_port(port, Duration::from_secs(30));
+        PgServer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `postgres` account's uid and gid when running as root (PostgreSQL refuses root).
+fn postgres_account() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions; getpwnam's result is read at once.
+    unsafe {
+        if libc::geteuid() != 0 {
+            return None;
+        }
+        let pw = libc::getpwnam(c"postgres".as_ptr());
+        (!pw.is_null()).then(|| ((*pw).pw_uid, (*pw).pw_gid))
+    }
+}

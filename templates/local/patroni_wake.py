@@ -1,0 +1,154 @@
+"""Wakes the Patroni member that must act next, the moment the leader key changes.
+
+Why: Patroni 3.0's etcd v2 client only watches the leader key when loop_wait leaves a
+second or more to wait, so with loop_wait 1 each member notices a released, expired or new
+leader key on its next loop, up to a second later: the candidate once, the replica that must
+follow it once more, and with strict synchronous mode writes wait for that replica. This
+process is the watch: it follows the cluster's keys in etcd (one long poll) and runs a
+member's loop at once with a PATCH /config that changes nothing. Patroni still decides
+everything; without this process failovers work as before, only slower.
+
+Whom it wakes:
+- the leader key is gone (a switchover released it, or it expired): the synchronous
+  standby only, the one member allowed to take over. Any other replica that runs its loop
+  while a switchover's key is released sleeps 2 s in Patroni 3.0 ("give a time to somebody
+  to take the leader lock") before following anyone, so it is left alone.
+- a new leader holds the key: every other member, so that they follow it at once.
+
+Usage: python3 patroni_wake.py ETCD_URL[,ETCD_URL...] /service/<scope>
+Run by `shopctl up local` as the `patroni-wake` component; one line per wake on stderr.
+"""
+
+import json
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+NO_CHANGE = b'{"postgresql": {}}'
+GONE = ("delete", "expire", "compareAndDelete")
+
+
+def log(message):
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    print(f"{stamp} patroni-wake: {message}", file=sys.stderr, flush=True)
+
+
+def wake(api):
+    request = urllib.request.Request(
+        api + "/config",
+        data=NO_CHANGE,
+        method="PATCH",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        urllib.request.urlopen(request, timeout=1).close()
+    except OSError:
+        pass  # a member that is down or frozen has nothing to wake
+
+
+def wake_all(apis):
+    threads = [threading.Thread(target=wake, args=(a,)) for a in apis]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+class Cluster:
+    """What the keys say: the leader, the synchronous standby, each member's REST API."""
+
+    def __init__(self, prefix):
+        self.prefix = prefix.rstrip("/")
+        self.leader = None
+        self.sync_standby = None
+        self.apis = {}
+
+    def load(self, nodes):
+        for node in nodes:
+            self.apply("get", node)
+
+    def apply(self, action, node):
+        """Updates the state; returns the members to wake and why."""
+        key = node.get("key", "")
+        name = key[len(self.prefix) + 1 :]
+        value = node.get("value")
+        if name == "leader":
+            if action in GONE:
+                old, self.leader = self.leader, None
+                standby = self.sync_standby if self.sync_standby != old else None
+                if action != "get" and standby in self.apis:
+                    return [self.apis[standby]], f"leader key {action} ({old}): {standby}"
+            elif value != self.leader:
+                self.leader = value
+                others = [a for n, a in sorted(self.apis.items()) if n != value]
+                if action != "get":
+                    return others, f"new leader {value}: the others"
+        elif name == "sync" and value:
+            try:
+                self.sync_standby = json.loads(value).get("sync_standby")
+            except ValueError:
+                pass
+        elif name.startswith("members/"):
+            member = name[len("members/") :]
+            if action in GONE:
+                self.apis.pop(member, None)
+            elif value:
+                try:
+                    api = json.loads(value).get("api_url", "")
+                except ValueError:
+                    api = ""
+                if api:
+                    self.apis[member] = api.rsplit("/patroni", 1)[0]
+        return [], ""
+
+
+def flatten(node):
+    for child in node.get("nodes", []):
+        if child.get("dir"):
+            yield from flatten(child)
+        else:
+            yield child
+
+
+def main(argv):
+    etcd = [u.rstrip("/") for u in argv[0].split(",")]
+    prefix = argv[1]
+    at = 0
+    index = None
+    cluster = Cluster(prefix)
+    log(f"watching {prefix} in etcd")
+    while True:
+        base = f"{etcd[at]}/v2/keys{prefix}"
+        try:
+            if index is None:
+                with urllib.request.urlopen(f"{base}?recursive=true", timeout=3) as r:
+                    index = int(r.headers["X-Etcd-Index"]) + 1
+                    cluster.load(flatten(json.load(r)["node"]))
+            url = f"{base}?recursive=true&wait=true&waitIndex={index}"
+            with urllib.request.urlopen(url, timeout=30) as r:
+                event = json.load(r)
+        except urllib.error.HTTPError as e:
+            if e.code == 404:  # the cluster is not initialized yet
+                time.sleep(1)
+            index = None  # e.g. 400: the event at this index was cleared; start over
+            continue
+        except (socket.timeout, TimeoutError):
+            continue  # nothing changed for 30 s
+        except (OSError, ValueError):
+            at = (at + 1) % len(etcd)
+            index = None
+            time.sleep(0.5)
+            continue
+        node = event.get("node", {})
+        index = int(node.get("modifiedIndex", index)) + 1
+        apis, why = cluster.apply(event.get("action", ""), node)
+        if apis:
+            wake_all(apis)
+            log(f"{why} woken")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -83,6 +83,20 @@ const TOOLS: &[Tool] = &[
         install: "bash tests/tools.sh (apt-get install nginx-light)",
     },
     Tool {
+        name: "docker-registry",
+        version_args: &["--version"],
+        needed_for: "image tests (a local OCI registry)",
+        required: false,
+        install: "bash tests/tools.sh (apt-get install docker-registry)",
+    },
+    Tool {
+        name: "skopeo",
+        version_args: &["--version"],
+        needed_for: "image tests (pulling images back)",
+        required: false,
+        install: "bash tests/tools.sh (apt-get install skopeo)",
+    },
+    Tool {
         name: "hyperfine",
         version_args: &["--version"],
         needed_for: "benchmarks (tests/bench.sh)",

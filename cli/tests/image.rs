@@ -367,7 +367,7 @@ fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
         .stderr(predicate::str::contains("cannot be reached"));
     project
         .shopctl()
-        .args(["image", "build", "--tag", "-bad", "--app-bin"])
+        .args(["image", "build", "--tag=-bad", "--app-bin"])
         .arg(app_binary())
         .assert()
         .failure()

@@ -27,7 +27,7 @@ fn build(project: &Project, args: &ImageBuildArgs) -> Result<ExitCode> {
     let binary = match &args.app_bin {
         Some(path) => path.clone(),
         None => {
-            eprintln!("image: cargo build --release -p app");
+            eprintln!("image: cargo build --release -p shopctl -p app");
             super::cargo_build_app(&project.root)?
         }
     };

@@ -31,7 +31,7 @@ pub enum ImageError {
     },
     #[error("cannot run {tool}: {detail}")]
     Tool { tool: &'static str, detail: String },
-    #[error("building the app failed: {detail}\n  hint: run `cargo build --release -p app` to see why, or pass --app-bin PATH")]
+    #[error("building the app failed: {detail}\n  hint: run `cargo build --release -p shopctl -p app` to see why, or pass --app-bin PATH")]
     CargoBuild { detail: String },
     #[error("cannot write the image layout at {}: {source}", .path.display())]
     Layout {
@@ -238,7 +238,9 @@ fn oci_architecture() -> &'static str {
     }
 }
 
-/// `cargo build --release -p app --bin app` in `root`; the binary's path.
+/// `cargo build --release -p shopctl -p app` in `root`; the app binary's path. The same
+/// package set as every other build of this workspace: cargo then reuses one set of compiled
+/// dependencies, where `-p app` alone would compile them all again with other features.
 pub fn cargo_build_app(root: &Path) -> Result<PathBuf, ImageError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
@@ -247,8 +249,8 @@ pub fn cargo_build_app(root: &Path) -> Result<PathBuf, ImageError> {
             "build",
             "--release",
             "-p",
-            "app",
-            "--bin",
+            "shopctl",
+            "-p",
             "app",
             "--message-format=json-render-diagnostics",
         ])

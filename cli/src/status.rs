@@ -228,32 +228,18 @@ async fn cluster(
 }
 
 async fn repository(sdk: &aws_config::SdkConfig, name: &str) -> Result<Option<Repository>> {
-    let ecr = aws_sdk_ecr::Client::new(sdk);
-    match ecr
-        .describe_repositories()
-        .repository_names(name)
-        .send()
-        .await
-    {
-        Ok(out) => Ok(out.repositories().first().map(|r| Repository {
-            name: name.to_owned(),
-            uri: r.repository_uri().unwrap_or_default().to_owned(),
-            tag_mutability: r
-                .image_tag_mutability()
-                .map(|m| m.as_str().to_owned())
-                .unwrap_or_default(),
-            scan_on_push: r
-                .image_scanning_configuration()
-                .is_some_and(|s| s.scan_on_push()),
-        })),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_repository_not_found_exception()) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(anyhow::Error::new(e).context("ECR DescribeRepositories failed")),
-    }
+    let found = crate::image::ecr::describe(sdk, name).await?;
+    Ok(found.map(|r| Repository {
+        name: name.to_owned(),
+        uri: r.repository_uri().unwrap_or_default().to_owned(),
+        tag_mutability: r
+            .image_tag_mutability()
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default(),
+        scan_on_push: r
+            .image_scanning_configuration()
+            .is_some_and(|s| s.scan_on_push()),
+    }))
 }
 
 async fn buckets(

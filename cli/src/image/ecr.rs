@@ -7,36 +7,37 @@ use serde::Serialize;
 use super::registry::Credentials;
 use super::ImageError;
 
-/// The repository's URI (`<account>.dkr.ecr.<region>.amazonaws.com/shop/app`).
-pub async fn repository_uri(
+/// The repository as ECR describes it; None when there is none of that name.
+pub async fn describe(
     sdk: &aws_config::SdkConfig,
     name: &str,
-    env: &str,
-) -> Result<String, ImageError> {
+) -> Result<Option<aws_sdk_ecr::types::Repository>, ImageError> {
     let ecr = aws_sdk_ecr::Client::new(sdk);
-    match ecr
-        .describe_repositories()
-        .repository_names(name)
-        .send()
-        .await
-    {
-        Ok(out) => out
-            .repositories()
-            .first()
-            .and_then(|r| r.repository_uri())
-            .map(str::to_owned)
-            .ok_or_else(|| missing(name, sdk, env)),
+    match ecr.describe_repositories().repository_names(name).send().await {
+        Ok(out) => Ok(out.repositories().first().cloned()),
         Err(e)
             if e.as_service_error()
                 .is_some_and(|e| e.is_repository_not_found_exception()) =>
         {
-            Err(missing(name, sdk, env))
+            Ok(None)
         }
         Err(e) => Err(ImageError::Aws {
             call: "ECR DescribeRepositories",
             detail: aws_error(&e),
         }),
     }
+}
+
+/// The repository's URI (`<account>.dkr.ecr.<region>.amazonaws.com/shop/app`).
+pub async fn repository_uri(
+    sdk: &aws_config::SdkConfig,
+    name: &str,
+    env: &str,
+) -> Result<String, ImageError> {
+    describe(sdk, name)
+        .await?
+        .and_then(|r| r.repository_uri().map(str::to_owned))
+        .ok_or_else(|| missing(name, sdk, env))
 }
 
 /// A registry login from GetAuthorizationToken: user `AWS` and a 12-hour password.

@@ -13,7 +13,12 @@ pub async fn describe(
     name: &str,
 ) -> Result<Option<aws_sdk_ecr::types::Repository>, ImageError> {
     let ecr = aws_sdk_ecr::Client::new(sdk);
-    match ecr.describe_repositories().repository_names(name).send().await {
+    match ecr
+        .describe_repositories()
+        .repository_names(name)
+        .send()
+        .await
+    {
         Ok(out) => Ok(out.repositories().first().cloned()),
         Err(e)
             if e.as_service_error()

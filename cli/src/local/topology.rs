@@ -274,8 +274,22 @@ mod tests {
         assert_eq!(
             t.component_names(),
             [
-                "etcd-1", "etcd-2", "etcd-3", "pg-1", "pg-2", "pg-3", "patroni-wake", "haproxy",
-                "redis", "rabbitmq", "kafka", "smtp", "worker-1", "app-1", "app-2", "nginx"
+                "etcd-1",
+                "etcd-2",
+                "etcd-3",
+                "pg-1",
+                "pg-2",
+                "pg-3",
+                "patroni-wake",
+                "haproxy",
+                "redis",
+                "rabbitmq",
+                "kafka",
+                "smtp",
+                "worker-1",
+                "app-1",
+                "app-2",
+                "nginx"
             ]
         );
         assert_eq!(

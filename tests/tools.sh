@@ -27,7 +27,7 @@ declare -A packages=(
   [etcd]=etcd-server
   [patroni]=patroni
   [haproxy]=haproxy
-  # Patroni's callback that wakes the next member (templates/local/patroni_wake.sh).
+  # The benchmark scripts (tests/bench-*.sh) poll readiness and metrics with curl.
   [curl]=curl
   [nginx]=nginx-light
   # `shopctl image`: a real OCI registry (the CNCF distribution registry) and skopeo to pull

@@ -47,7 +47,7 @@ pub enum Command {
     /// --aws, the AWS emulator and the Terraform stack on it).
     #[command(
         after_help = "Starts, on 127.0.0.1 and the ports of [local.ports]: etcd-1..3, Patroni pg-1..3 \
-        (PostgreSQL 15, one leader and two streaming replicas, one synchronous), HAProxy (write port -> \
+        (PostgreSQL 15, one leader and two streaming replicas, both synchronous), HAProxy (write port -> \
         leader, read port -> replicas), Redis, RabbitMQ, Kafka (tansu), an SMTP sink, the app's workers \
         and replicas, and nginx in front. A supervisor (`shopctl supervise`) keeps them running; `up` \
         waits until each answers its readiness probe. Running it again reuses what runs.\n\n\

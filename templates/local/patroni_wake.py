@@ -9,8 +9,9 @@ member's loop at once with a PATCH /config that changes nothing. Patroni still d
 everything; without this process failovers work as before, only slower.
 
 Whom it wakes:
-- the leader key is gone (a switchover released it, or it expired): the synchronous
-  standby only, the one member allowed to take over. Any other replica that runs its loop
+- the leader key is gone (a switchover released it, or it expired): the switchover's
+  candidate when the failover key names one, else the synchronous standbys, the members
+  allowed to take over (with several, Patroni lets the one with the most WAL win). Any other replica that runs its loop
   while a switchover's key is released sleeps 2 s in Patroni 3.0 ("give a time to somebody
   to take the leader lock") before following anyone, so it is left alone.
 - a new leader holds the key: every other member, so that they follow it at once.
@@ -58,12 +59,13 @@ def wake_all(apis):
 
 
 class Cluster:
-    """What the keys say: the leader, the synchronous standby, each member's REST API."""
+    """What the keys say: the leader, the synchronous standbys, each member's REST API."""
 
     def __init__(self, prefix):
         self.prefix = prefix.rstrip("/")
         self.leader = None
-        self.sync_standby = None
+        self.sync_standbys = []
+        self.candidate = None  # of a switchover in progress (the failover key)
         self.apis = {}
 
     def load(self, nodes):
@@ -78,9 +80,11 @@ class Cluster:
         if name == "leader":
             if action in GONE:
                 old, self.leader = self.leader, None
-                standby = self.sync_standby if self.sync_standby != old else None
-                if action != "get" and standby in self.apis:
-                    return [self.apis[standby]], f"leader key {action} ({old}): {standby}"
+                chosen = [self.candidate] if self.candidate else self.sync_standbys
+                standbys = [s for s in chosen if s != old and s in self.apis]
+                if action != "get" and standbys:
+                    apis = [self.apis[s] for s in standbys]
+                    return apis, f"leader key {action} ({old}): {', '.join(standbys)}"
             elif value != self.leader:
                 self.leader = value
                 others = [a for n, a in sorted(self.apis.items()) if n != value]
@@ -88,9 +92,18 @@ class Cluster:
                     return others, f"new leader {value}: the others"
         elif name == "sync" and value:
             try:
-                self.sync_standby = json.loads(value).get("sync_standby")
+                # Patroni writes several standbys comma-separated.
+                names = json.loads(value).get("sync_standby") or ""
+                self.sync_standbys = [n.strip() for n in names.split(",") if n.strip()]
             except ValueError:
                 pass
+        elif name == "failover":
+            self.candidate = None
+            if action not in GONE and value:
+                try:
+                    self.candidate = json.loads(value).get("member") or None
+                except ValueError:
+                    pass
         elif name.startswith("members/"):
             member = name[len("members/") :]
             if action in GONE:

@@ -321,6 +321,12 @@ pub struct LocalPatroni {
     /// that was paused (a frozen VM) and resumes may acknowledge writes on its own until
     /// Patroni demotes it, and those are lost (docs/failover.md).
     pub synchronous_mode_strict: bool,
+    /// How many replicas confirm each commit. With 2 of 2 every replica holds every
+    /// acknowledged commit, so whichever Patroni promotes (the one with the most WAL) is
+    /// ahead of the other, which follows it without a pg_rewind; with 1 the other replica
+    /// may have received WAL the new leader never got and must rewind before it can
+    /// confirm commits again (seconds of held writes, docs/failover.md).
+    pub synchronous_node_count: u32,
 }
 
 impl Default for LocalPatroni {
@@ -331,6 +337,7 @@ impl Default for LocalPatroni {
             retry_timeout: 3,
             maximum_lag_on_failover: 1_048_576,
             synchronous_mode_strict: true,
+            synchronous_node_count: 2,
         }
     }
 }

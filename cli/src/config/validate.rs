@@ -393,6 +393,17 @@ fn local(env: &Environment, f: &mut Findings) {
             "ttl >= loop_wait + 2 * retry_timeout",
         );
     }
+    let replicas = env.services.patroni.replicas.saturating_sub(1);
+    if p.synchronous_node_count == 0 || p.synchronous_node_count > replicas.max(1) {
+        f.add(
+            "local.patroni.synchronous_node_count",
+            format!(
+                "{} synchronous standbys with {} replicas (services.patroni.replicas - 1)",
+                p.synchronous_node_count, replicas
+            ),
+            format!("1 to {}", replicas.max(1)),
+        );
+    }
     // One port per member of each range; every port in 1..=65535 and used once.
     let mut taken: Vec<(u32, String)> = Vec::new();
     for (key, first, count) in local.ports.ranges(local, env) {

@@ -225,9 +225,10 @@ fn checks(t: &Topology, tools: &Tools) -> Result<Vec<Check>> {
         Box::new(move || r.iter().filter(|p| ready::http_ok(**p, "/leader")).count() == 1),
     );
     let want = rest.len() - 1;
+    let want_sync = (t.patroni.synchronous_node_count as usize).min(want);
     let topology = t.clone();
     add(
-        format!("postgres {want} streaming replicas, 1 synchronous (Patroni /cluster)"),
+        format!("postgres {want} streaming replicas, {want_sync} synchronous (Patroni /cluster)"),
         Box::new(move || {
             let members = super::status::cluster(&topology);
             let streaming = members
@@ -235,7 +236,7 @@ fn checks(t: &Topology, tools: &Tools) -> Result<Vec<Check>> {
                 .filter(|m| m.role != "leader" && m.state == "streaming")
                 .count();
             let sync = members.iter().filter(|m| m.role == "sync_standby").count();
-            streaming == want && (want == 0 || sync == 1)
+            streaming == want && sync == want_sync
         }),
     );
     for (label, port) in [

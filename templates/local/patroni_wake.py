@@ -15,6 +15,13 @@ Whom it wakes:
   while a switchover's key is released sleeps 2 s in Patroni 3.0 ("give a time to somebody
   to take the leader lock") before following anyone, so it is left alone.
 - a new leader holds the key: every other member, so that they follow it at once.
+- a switchover is requested (the failover key names a candidate while a leader holds the
+  key): the members other than the leader and the candidate, so that their loops run now
+  and then every loop_wait from now. The leader releases its key about 1.1-1.4 s after the
+  request (its stop is checked every second), so their next loop reads the keys before
+  the release and the one after finds the new leader; left to their own phase, one in
+  twenty switchovers had a loop read the keys in the gap between release and takeover
+  and sleep those 2 s.
 
 Usage: python3 patroni_wake.py ETCD_URL[,ETCD_URL...] /service/<scope>
 Run by `shopctl up local` as the `patroni-wake` component; one line per wake on stderr.
@@ -104,6 +111,11 @@ class Cluster:
                     self.candidate = json.loads(value).get("member") or None
                 except ValueError:
                     pass
+            if action != "get" and self.candidate and self.leader:
+                keep = (self.candidate, self.leader)
+                others = [a for n, a in sorted(self.apis.items()) if n not in keep]
+                if others:
+                    return others, f"switchover to {self.candidate} requested: the others"
         elif name.startswith("members/"):
             member = name[len("members/") :]
             if action in GONE:

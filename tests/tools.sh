@@ -80,7 +80,7 @@ if ((${#missing[@]})); then
   fi
 fi
 
-# Python tools (moto_server, checkov, schemathesis, aiosmtpd) at pinned versions.
+# Python tools (moto_server, checkov, schemathesis, aiosmtpd, kubernetes-validate) at pinned versions.
 want=$(sha256sum "$root/tests/requirements.txt" | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ]; then
   say "creating $venv"

@@ -50,7 +50,14 @@ const TOOLS: &[Tool] = &[
     Tool {
         name: "checkov",
         version_args: &["--version"],
-        needed_for: "tests (Terraform policy scan)",
+        needed_for: "tests (Terraform and Kubernetes policy scan)",
+        required: false,
+        install: "bash tests/tools.sh (pip install into shopctl's venv)",
+    },
+    Tool {
+        name: "kubernetes-validate",
+        version_args: &["--version"],
+        needed_for: "tests (Kubernetes manifests against the API's schemas)",
         required: false,
         install: "bash tests/tools.sh (pip install into shopctl's venv)",
     },

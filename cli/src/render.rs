@@ -207,7 +207,9 @@ fn hcl_literal(value: &Value) -> String {
 }
 
 /// The data templates see: the environment's config as written, its name,
-/// and a few values derived for Terraform's shapes.
+/// a few values derived for Terraform's shapes (`terraform`), counts and names
+/// derived for the Kubernetes manifests (`k8s`, see [`k8s_context`]), and the
+/// values known only at deploy time (`deploy`, see [`deploy_context`]).
 pub fn context(env: &LoadedEnvironment) -> Value {
     let config = &env.config;
     let mut context = serde_json::to_value(config).expect("config serializes");
@@ -236,10 +238,183 @@ pub fn context(env: &LoadedEnvironment) -> Value {
     let object = context.as_object_mut().expect("config is a table");
     object.insert("env".into(), json!(env.name));
     object.insert("terraform".into(), json!({ "node_groups": node_groups }));
+    object.insert("k8s".into(), k8s_context(env));
+    object.insert("deploy".into(), deploy_context(env));
     let state = object["state"].as_object_mut().expect("state is a table");
     state.insert("region".into(), json!(state_region));
     state.insert("key".into(), json!(state_key));
     context
+}
+
+/// A digest of 64 zeros: the image reference of a plain `render` has the shape of
+/// a pinned image (`repository:tag@sha256:...`) and names nothing that exists.
+pub const PLACEHOLDER_DIGEST: &str =
+    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An AWS account id no one owns, in the role ARNs of a plain `render`.
+pub const PLACEHOLDER_ACCOUNT: &str = "000000000000";
+
+/// Values that exist only once the environment is applied and the image pushed,
+/// under `deploy` in the template context. A plain `shopctl render` gives
+/// obviously-not-real values of the right shape, so the rendered manifests are
+/// complete and schema-valid but point at nothing real:
+///
+/// - `deploy.image`: the app image, `<ecr.repository>:unreleased@sha256:000…0`.
+///   `shopctl deploy` will put the repository URL (Terraform output
+///   `ecr_repository_url`) and the digest of the image `shopctl image push` pushed.
+/// - `deploy.app_role_arn`: the IAM role of the app's service account,
+///   `arn:aws:iam::000000000000:role/shop-<env>-app` (the name Terraform gives it);
+///   `shopctl deploy` will put Terraform's output `app_role_arn`.
+/// - `deploy.backup_role_arn`: the IAM role of the PostgreSQL pods (WAL archive and
+///   base backups to S3), `arn:aws:iam::000000000000:role/shop-<env>-postgres-backup`;
+///   `shopctl deploy` will put Terraform's output `backup_role_arn`.
+/// - `deploy.smtp_host`: the SMTP relay the worker hands emails to, `smtp.invalid`
+///   (a reserved name that never resolves) until the deployer names one.
+///
+/// None of them is a secret: secrets are never rendered (docs/k8s.md).
+pub fn deploy_context(env: &LoadedEnvironment) -> Value {
+    let name_prefix = format!("shop-{}", env.name);
+    let role = |name: &str| format!("arn:aws:iam::{PLACEHOLDER_ACCOUNT}:role/{name_prefix}-{name}");
+    json!({
+        "image": format!("{}:unreleased@{PLACEHOLDER_DIGEST}", env.config.ecr.repository),
+        "app_role_arn": role("app"),
+        "backup_role_arn": role("postgres-backup"),
+        "smtp_host": "smtp.invalid",
+    })
+}
+
+/// The PostgreSQL pods' Kubernetes service account: Terraform's backup role
+/// trusts only this one (templates/terraform/irsa.tf.hbs).
+pub const POSTGRES_SERVICE_ACCOUNT: &str = "shop-postgres";
+
+/// Counts and names the manifests need that handlebars cannot compute, so that
+/// small environments (local: one Kafka broker, one RabbitMQ node) degrade to
+/// settings that still work instead of ones that cannot be met.
+pub fn k8s_context(env: &LoadedEnvironment) -> Value {
+    let config = &env.config;
+    let services = &config.services;
+    let namespace = config.kubernetes.namespace.as_str();
+    let dns = |pod: String, service: &str| format!("{pod}.{service}.{namespace}.svc.cluster.local");
+
+    let pg = services.patroni.replicas;
+    // Like local: every replica confirms each commit (at most 2), strict. One member
+    // alone cannot be synchronous with anything, so sync mode is off then.
+    let sync_count = pg.saturating_sub(1).min(2);
+    let pg_pods: Vec<String> = (0..pg).map(|i| format!("shop-postgres-{i}")).collect();
+
+    let kafka = services.kafka.replicas;
+    let replication_factor = kafka.min(3);
+    let voters: Vec<String> = (0..kafka)
+        .map(|i| {
+            format!(
+                "{i}@{}:9093",
+                dns(format!("shop-kafka-{i}"), "shop-kafka-headless")
+            )
+        })
+        .collect();
+    let brokers: Vec<String> = (0..kafka)
+        .map(|i| {
+            format!(
+                "{}:9092",
+                dns(format!("shop-kafka-{i}"), "shop-kafka-headless")
+            )
+        })
+        .collect();
+
+    json!({
+        "postgres": {
+            "scope": "shop-postgres",
+            "service_account": POSTGRES_SERVICE_ACCOUNT,
+            "synchronous_mode": sync_count > 0,
+            "synchronous_node_count": sync_count.max(1),
+            "pods": pg_pods,
+            // The media bucket is reused, under a prefix the app's role is denied
+            // (templates/terraform/irsa.tf.hbs).
+            "backup_prefix": format!("s3://{}/backups/postgres/{}", config.s3.media_bucket, env.name),
+        },
+        "kafka": {
+            "replication_factor": replication_factor,
+            "min_insync_replicas": replication_factor.min(2),
+            "cluster_id": kafka_cluster_id(&env.name),
+            "controller_quorum_voters": voters.join(","),
+            "bootstrap_servers": brokers.join(","),
+        },
+        "rabbitmq": {
+            "target_group_size": services.rabbitmq.replicas.min(3),
+        },
+        "redis": {
+            // Sentinels that must agree the primary is down: a majority.
+            "sentinel_quorum": services.redis.sentinels / 2 + 1,
+            // The three StatefulSets of templates/k8s/redis.yaml.hbs.
+            "sets": redis_sets(&services.redis),
+        },
+        "app": {
+            "max_replicas": services.app.replicas * 3,
+        },
+        "worker": {
+            "max_replicas": services.worker.replicas * 4,
+        },
+    })
+}
+
+/// The Redis primary, its replicas and the Sentinels: one StatefulSet each, alike but
+/// for these values.
+fn redis_sets(redis: &crate::config::Redis) -> Value {
+    let data = |name: &str, replicas: u32, replica: bool| {
+        json!({
+            "name": name,
+            "app": "redis",
+            "service": "shop-redis-headless",
+            "replicas": replicas,
+            "container": "redis",
+            "port": 6379,
+            "port_name": "redis",
+            "auth_env": "REDISCLI_AUTH",
+            "cpu": redis.cpu,
+            "memory": redis.memory,
+            "storage": redis.storage,
+            "replica": replica,
+            "sentinel": false,
+        })
+    };
+    json!([
+        data("shop-redis-primary", 1, false),
+        data("shop-redis-replica", redis.replicas, true),
+        {
+            "name": "shop-redis-sentinel",
+            "app": "redis-sentinel",
+            "service": "shop-redis-sentinel",
+            "replicas": redis.sentinels,
+            "container": "sentinel",
+            "port": 26379,
+            "port_name": "sentinel",
+            "auth_env": "PRIMARY_AUTH",
+            "cpu": "50m",
+            "memory": "64Mi",
+            // Sentinel's state (the current primary, its peers) is a few lines; 1 GiB is
+            // the smallest gp3 volume.
+            "storage": "1Gi",
+            "replica": false,
+            "sentinel": true,
+        },
+    ])
+}
+
+/// A KRaft cluster id (16 bytes, URL-safe base64 without padding, as
+/// `kafka-storage.sh random-uuid` prints) derived from the environment's name,
+/// so rendering stays deterministic and environments never share an id.
+fn kafka_cluster_id(env: &str) -> String {
+    // FNV-1a, twice with different offsets, for 16 bytes.
+    let fnv = |offset: u64| {
+        env.bytes().fold(offset, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&fnv(0xcbf2_9ce4_8422_2325).to_be_bytes());
+    bytes[8..].copy_from_slice(&fnv(0x6c62_272e_07bb_0142).to_be_bytes());
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Files under `dir`, recursively, sorted so output order never depends on

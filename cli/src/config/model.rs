@@ -177,6 +177,18 @@ pub struct Kubernetes {
     pub namespace: DnsLabel,
     /// The app's service account; the IRSA role trusts only this one.
     pub app_service_account: DnsLabel,
+    /// Which ingress controller serves the app's Ingress: the AWS Load Balancer
+    /// Controller (`alb`, an internet-facing ALB) or ingress-nginx (`nginx`).
+    #[serde(default)]
+    pub ingress_class: IngressClass,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IngressClass {
+    #[default]
+    Alb,
+    Nginx,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

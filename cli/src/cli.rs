@@ -122,6 +122,20 @@ pub enum Command {
     #[command(subcommand)]
     Image(ImageCommand),
 
+    /// Write a kubeconfig for an environment's EKS cluster (no aws CLI needed).
+    #[command(
+        after_help = "The cluster's endpoint and CA come from EKS DescribeCluster; the kubeconfig's user runs \
+        `shopctl eks-token <env>` for a fresh token (a presigned STS GetCallerIdentity, valid 15 minutes), \
+        so the file holds no secret. Default path: .shopctl/<env>/kubeconfig (mode 600).\n\nExamples:\n  \
+        shopctl kubeconfig staging\n  export KUBECONFIG=$(shopctl kubeconfig staging)\n  \
+        shopctl kubeconfig staging --out ~/.kube/shop-staging"
+    )]
+    Kubeconfig(KubeconfigArgs),
+
+    /// Print a fresh EKS token as a Kubernetes ExecCredential (the kubeconfig's exec plugin).
+    #[command(hide = true)]
+    EksToken(EksTokenArgs),
+
     /// Inject a database fault under a workload and prove what happened (destructive).
     #[command(
         name = "failover-test",
@@ -427,6 +441,30 @@ pub struct ValidateArgs {
     /// Validate every environment.
     #[arg(long, conflicts_with = "envs")]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// The environment (a file name under environments/, without .toml).
+    #[arg(value_name = "ENV")]
+    pub env: String,
+
+    /// Where to write it (default: .shopctl/<env>/kubeconfig).
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EksTokenArgs {
+    /// The environment whose cluster the token is for.
+    #[arg(value_name = "ENV")]
+    pub env: String,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 #[derive(Debug, Args)]

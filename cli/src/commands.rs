@@ -45,6 +45,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Destroy(args) => block_on(change(&project, &args, Change::Destroy)),
         Command::Status(args) => block_on(status(&project, &args)),
         Command::Envs => envs(&project),
+        Command::Kubeconfig(args) => {
+            block_on(crate::eks::command::write_kubeconfig(&project, &args))
+        }
+        Command::EksToken(args) => block_on(crate::eks::command::print_token(&project, &args)),
         Command::Doctor(_) | Command::Jobs(_) | Command::Image(_) | Command::FailoverTest(_) => {
             unreachable!("handled above")
         }
@@ -189,7 +193,7 @@ fn shown(project: &Project, path: &Path) -> PathBuf {
 }
 
 /// Loads an environment with the command line's overrides applied.
-fn load(
+pub(crate) fn load(
     project: &Project,
     name: &str,
     aws: &AwsArgs,

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod confirm;
 mod doctor;
+mod eks;
 mod emulator;
 mod failover;
 mod image;

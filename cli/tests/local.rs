@@ -233,12 +233,13 @@ fn up_supervises_the_topology_and_down_stops_every_process() {
             .all(|m| m["state"] == "streaming" && m["timeline"] == leaders[0]["timeline"]),
         "{status:#}"
     );
+    // synchronous_node_count = 2: both replicas confirm every commit.
     assert_eq!(
         replicas
             .iter()
             .filter(|m| m["role"] == "sync_standby")
             .count(),
-        1,
+        2,
         "{status:#}"
     );
 

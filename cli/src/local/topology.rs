@@ -317,12 +317,13 @@ mod tests {
     }
 
     #[test]
-    fn a_short_ttl_and_an_even_etcd_quorum_are_refused() {
+    fn a_short_ttl_an_even_etcd_quorum_and_too_many_sync_standbys_are_refused() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let text = std::fs::read_to_string(root.join("environments/local.toml")).unwrap();
         let text = text
             .replace("ttl = 8", "ttl = 5")
-            .replace("etcd_members = 3", "etcd_members = 2");
+            .replace("etcd_members = 3", "etcd_members = 2")
+            .replace("synchronous_node_count = 2", "synchronous_node_count = 3");
         let error = crate::config::parse(&text, Path::new("environments/local.toml"))
             .unwrap_err()
             .to_string();
@@ -332,6 +333,12 @@ mod tests {
         );
         assert!(
             error.contains("local.etcd_members: 2 etcd members"),
+            "{error}"
+        );
+        assert!(
+            error.contains(
+                "local.patroni.synchronous_node_count: 3 synchronous standbys with 2 replicas"
+            ),
             "{error}"
         );
     }

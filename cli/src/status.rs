@@ -171,17 +171,7 @@ async fn cluster(
     name: &str,
 ) -> Result<(Option<Cluster>, Vec<NodeGroup>)> {
     let eks = aws_sdk_eks::Client::new(sdk);
-    let described = match eks.describe_cluster().name(name).send().await {
-        Ok(out) => out,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            return Ok((None, Vec::new()))
-        }
-        Err(e) => return Err(anyhow::Error::new(e).context("EKS DescribeCluster failed")),
-    };
-    let Some(c) = described.cluster() else {
+    let Some(c) = crate::eks::describe_raw(&eks, name).await? else {
         return Ok((None, Vec::new()));
     };
     let cluster = Cluster {

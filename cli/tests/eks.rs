@@ -19,14 +19,7 @@ use serde_json::Value;
 fn create_cluster(moto: &Moto, name: &str) -> (String, String) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("eu-west-1"))
-            .endpoint_url(moto.url())
-            .credentials_provider(aws_sdk_eks::config::Credentials::new(
-                "test", "test", None, None, "test",
-            ))
-            .load()
-            .await;
+        let sdk = moto.sdk().await;
         let eks = aws_sdk_eks::Client::new(&sdk);
         eks.create_cluster()
             .name(name)

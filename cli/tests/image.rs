@@ -291,14 +291,7 @@ fn ecr_login_from_the_emulator_opens_a_registry_that_wants_it() {
     .unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("eu-west-1"))
-            .endpoint_url(moto.url())
-            .credentials_provider(aws_sdk_ecr::config::Credentials::new(
-                "test", "test", None, None, "test",
-            ))
-            .load()
-            .await;
+        let sdk = moto.sdk().await;
         let ecr = aws_sdk_ecr::Client::new(&sdk);
         ecr.create_repository()
             .repository_name("shop/app")

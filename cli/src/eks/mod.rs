@@ -46,6 +46,25 @@ pub struct Cluster {
     pub version: String,
 }
 
+/// DescribeCluster as it is: None when there is no such cluster (shared with `status`).
+pub async fn describe_raw(
+    eks: &aws_sdk_eks::Client,
+    name: &str,
+) -> Result<Option<aws_sdk_eks::types::Cluster>, EksError> {
+    match eks.describe_cluster().name(name).send().await {
+        Ok(out) => Ok(out.cluster),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(EksError::Aws(
+            aws_sdk_eks::error::DisplayErrorContext(e).to_string(),
+        )),
+    }
+}
+
 /// DescribeCluster: the cluster must exist and be ACTIVE.
 pub async fn describe(
     sdk: &aws_config::SdkConfig,
@@ -54,29 +73,17 @@ pub async fn describe(
     name: &str,
 ) -> Result<Cluster, EksError> {
     let eks = aws_sdk_eks::Client::new(sdk);
-    let described = match eks.describe_cluster().name(name).send().await {
-        Ok(out) => out,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception()) =>
-        {
-            return Err(EksError::ClusterMissing {
-                name: name.into(),
-                region: env.aws.region.to_string(),
-                env: env_name.into(),
-            })
-        }
-        Err(e) => {
-            return Err(EksError::Aws(
-                aws_sdk_eks::error::DisplayErrorContext(e).to_string(),
-            ))
-        }
-    };
+    let c = describe_raw(&eks, name)
+        .await?
+        .ok_or_else(|| EksError::ClusterMissing {
+            name: name.into(),
+            region: env.aws.region.to_string(),
+            env: env_name.into(),
+        })?;
     let missing = |what| EksError::Incomplete {
         name: name.into(),
         what,
     };
-    let c = described.cluster().ok_or_else(|| missing("cluster"))?;
     let status = c
         .status()
         .map(|s| s.as_str().to_owned())

@@ -43,17 +43,28 @@ pub enum Command {
     )]
     Render(RenderArgs),
 
-    /// Bring a local environment up: the HA topology as supervised processes (or, with
-    /// --aws, the AWS emulator and the Terraform stack on it).
+    /// Bring an environment up: for local, the HA topology as supervised processes (or, with
+    /// --aws, the AWS emulator and the Terraform stack on it); for others, the whole path from
+    /// Terraform to a smoke test, resumable.
     #[command(
-        after_help = "Starts, on 127.0.0.1 and the ports of [local.ports]: etcd-1..3, Patroni pg-1..3 \
+        after_help = "Local: starts, on 127.0.0.1 and the ports of [local.ports]: etcd-1..3, Patroni pg-1..3 \
         (PostgreSQL 15, one leader and two streaming replicas, both synchronous), HAProxy (write port -> \
         leader, read port -> replicas), Redis, RabbitMQ, Kafka (tansu), an SMTP sink, the app's workers \
         and replicas, and nginx in front. A supervisor (`shopctl supervise`) keeps them running; `up` \
         waits until each answers its readiness probe. Running it again reuses what runs.\n\n\
         With --aws: start the AWS emulator (moto_server) on aws.endpoint_url unless one answers there, \
-        apply the Terraform stack to it (about 75 s) and report what exists.\n\nExamples:\n  \
-        shopctl up local\n  shopctl up local --app-bin target/release/app\n  shopctl up local --aws"
+        apply the Terraform stack to it (about 75 s) and report what exists.\n\n\
+        Other environments, in six steps: terraform (plan and apply), image-build, image-push, \
+        kubeconfig (EKS DescribeCluster), deploy, smoke (GET https://<domain>/readyz and /healthz). \
+        Asks once first; without a terminal, --yes is required. Progress is kept in \
+        .shopctl/<env>/up.json: a re-run skips every step done with the same inputs and continues \
+        from the first one not done; --until stops after a step; --restart forgets what was done. \
+        Against an AWS emulator (aws.endpoint_url or --aws-endpoint) the EKS cluster has no \
+        Kubernetes API, so deploy and smoke need --kubeconfig, and image-push needs --registry.\n\n\
+        Examples:\n  \
+        shopctl up local\n  shopctl up local --app-bin target/release/app\n  shopctl up local --aws\n  \
+        shopctl up staging\n  shopctl up staging --until image-push --yes\n  \
+        shopctl up staging --aws-endpoint http://127.0.0.1:5000 --registry http://127.0.0.1:5001 --until kubeconfig"
     )]
     Up(UpArgs),
 
@@ -67,11 +78,16 @@ pub enum Command {
     #[command(hide = true)]
     Supervise(SuperviseArgs),
 
-    /// Take an environment down: stop the local topology, destroy the emulator's stack if
-    /// `up --aws` created one, and stop what `up` started.
+    /// Take an environment down: for local, stop the topology, destroy the emulator's stack if
+    /// `up --aws` created one, and stop what `up` started; for others, delete the Kubernetes
+    /// objects, then destroy the infrastructure.
     #[command(
-        after_help = "Asks first; without a terminal, --yes is required.\n\nExamples:\n  \
-        shopctl down local --yes\n  shopctl down local --yes --purge   # also delete .shopctl/local"
+        after_help = "Asks first (production: type its name); without a terminal, --yes is required.\n\n\
+        Other environments: deletes the Kubernetes objects shopctl deployed (skipped when the EKS \
+        cluster does not exist, or when the AWS API is an emulator and no --kubeconfig is given), \
+        then Terraform destroy, then forgets the progress of `up`.\n\nExamples:\n  \
+        shopctl down local --yes\n  shopctl down local --yes --purge   # also delete .shopctl/local\n  \
+        shopctl down staging"
     )]
     Down(DownArgs),
 
@@ -241,6 +257,20 @@ pub struct RegistryArgs {
     #[arg(value_name = "ENV")]
     pub env: String,
 
+    #[command(flatten)]
+    pub target: RegistryTargetArgs,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// Print the outcome as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which registry to push to and how to log in (`image push|ls`, `up <env>`).
+#[derive(Debug, Clone, Args)]
+pub struct RegistryTargetArgs {
     /// Any OCI registry instead of the environment's ECR, e.g. http://127.0.0.1:5000.
     #[arg(long, value_name = "URL")]
     pub registry: Option<String>,
@@ -249,13 +279,6 @@ pub struct RegistryArgs {
     /// SHOPCTL_REGISTRY_USERNAME is set, else none).
     #[arg(long, value_enum)]
     pub auth: Option<RegistryAuthKind>,
-
-    #[command(flatten)]
-    pub aws: AwsArgs,
-
-    /// Print the outcome as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -383,9 +406,33 @@ pub struct UpArgs {
     #[arg(long)]
     pub aws: bool,
 
-    /// The app binary (default: `app` next to shopctl, else on PATH).
+    /// The app binary. Local: default `app` next to shopctl, else on PATH. Other
+    /// environments: packaged into the image instead of a `cargo build --release`.
     #[arg(long, value_name = "PATH", conflicts_with = "aws")]
     pub app_bin: Option<PathBuf>,
+
+    /// Stop after this step, and say which comes next (not for local).
+    #[arg(long, value_enum, value_name = "STEP")]
+    pub until: Option<crate::pipeline::Step>,
+
+    /// Do not ask for confirmation (required when there is no terminal; not for local).
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Forget the recorded progress and run every step (not for local).
+    #[arg(long)]
+    pub restart: bool,
+
+    /// Deploy to the cluster of this kubeconfig instead of writing one for the EKS cluster
+    /// (required for deploy and smoke when the AWS API is an emulator; not for local).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub registry: RegistryTargetArgs,
+
+    #[command(flatten)]
+    pub endpoint: AwsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -430,6 +477,14 @@ pub struct DownArgs {
     /// Also delete the environment's state directory (.shopctl/<env>).
     #[arg(long)]
     pub purge: bool,
+
+    /// Delete the Kubernetes objects in the cluster of this kubeconfig (not for local;
+    /// default: the environment's EKS cluster).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub endpoint: AwsArgs,
 }
 
 #[derive(Debug, Args)]

@@ -34,10 +34,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let project = Project::find(cli.project_dir.as_deref())?;
     match cli.command {
         Command::Render(args) => render(&project, &args),
+        Command::Up(args) if on_eks(&project, &args.env) => {
+            block_on(crate::pipeline::up(&project, &args))
+        }
         Command::Up(args) if args.aws => block_on(up(&project, &args)),
         Command::Up(args) => up_local(&project, &args),
         Command::Logs(args) => logs(&project, &args),
         Command::Supervise(args) => supervise(&project, &args),
+        Command::Down(args) if on_eks(&project, &args.env) => {
+            block_on(crate::pipeline::down(&project, &args))
+        }
         Command::Down(args) => block_on(down(&project, &args)),
         Command::Validate(args) => block_on(validate(&project, &args)),
         Command::Plan(args) => block_on(plan(&project, &args)),
@@ -107,6 +113,14 @@ async fn failover_test(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Whether `up` and `down` take the EKS path (every tier but local). An environment that
+/// does not load takes the local path, which reports why.
+fn on_eks(project: &Project, name: &str) -> bool {
+    project
+        .load(name)
+        .is_ok_and(|env| env.config.tier != Tier::Local)
 }
 
 /// Runs an async command. Commands that talk to AWS or run Terraform are
@@ -180,7 +194,7 @@ fn render(project: &Project, args: &RenderArgs) -> Result<ExitCode> {
 }
 
 /// A path relative to the project root when it is inside it.
-fn shown(project: &Project, path: &Path) -> PathBuf {
+pub(crate) fn shown(project: &Project, path: &Path) -> PathBuf {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -211,12 +225,12 @@ pub(crate) fn load(
 
 /// Renders, checks the endpoint, bootstraps state and runs `terraform init`.
 /// Renders every template for one environment, in memory.
-fn render_env(project: &Project, env: &LoadedEnvironment) -> Result<render::Tree> {
+pub(crate) fn render_env(project: &Project, env: &LoadedEnvironment) -> Result<render::Tree> {
     Ok(templates(project)?.render(env)?)
 }
 
 /// Where `up` and `down` send Terraform's output.
-fn terraform_log(state_dir: &Path) -> PathBuf {
+pub(crate) fn terraform_log(state_dir: &Path) -> PathBuf {
     state_dir.join("logs").join("terraform.log")
 }
 
@@ -225,7 +239,7 @@ fn local_state_file(state_dir: &Path) -> PathBuf {
     state_dir.join("rendered/terraform/terraform.tfstate")
 }
 
-async fn workspace<'a>(
+pub(crate) async fn workspace<'a>(
     project: &Project,
     env: &'a LoadedEnvironment,
     tree: &render::Tree,
@@ -327,8 +341,8 @@ async fn change(project: &Project, args: &ChangeArgs, change: Change) -> Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// Only local environments come up in one command for now; the EKS path
-/// (image, deploy, smoke test) builds on plan/apply.
+/// What only local environments have: the process topology (logs, and the local paths
+/// of `up` and `down`; environments on EKS take `crate::pipeline`).
 fn local_only(env: &LoadedEnvironment, command: &str) -> Result<()> {
     if env.config.tier != Tier::Local {
         anyhow::bail!(
@@ -352,6 +366,7 @@ fn topology(project: &Project, env: &LoadedEnvironment) -> Result<crate::local::
 fn up_local(project: &Project, args: &UpArgs) -> Result<ExitCode> {
     let env = project.load(&args.env)?;
     local_only(&env, "up")?;
+    crate::pipeline::refuse_remote_flags(args)?;
     let topology = topology(project, &env)?;
     let outcome = crate::local::up::run(
         &topology,
@@ -409,6 +424,7 @@ async fn up(project: &Project, args: &UpArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let env = project.load(&args.env)?;
     local_only(&env, "up")?;
+    crate::pipeline::refuse_remote_flags(args)?;
     let state_dir = project.state_dir(&env.name);
     let endpoint = env
         .config
@@ -474,6 +490,12 @@ fn discard_stale_local_state(project: &Project, env: &LoadedEnvironment) -> Resu
 async fn down(project: &Project, args: &DownArgs) -> Result<ExitCode> {
     let env = project.load(&args.env)?;
     local_only(&env, "down")?;
+    if args.kubeconfig.is_some() {
+        anyhow::bail!(
+            "--kubeconfig is for `shopctl down <env>` of an environment on EKS; {} is a local environment",
+            env.name
+        );
+    }
     let state_dir = project.state_dir(&env.name);
     confirm(
         &Question {

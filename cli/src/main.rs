@@ -12,6 +12,7 @@ mod failover;
 mod image;
 mod jobs;
 mod local;
+mod pipeline;
 mod project;
 mod render;
 mod state_bucket;

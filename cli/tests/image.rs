@@ -9,10 +9,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, tool, wait_for_port, Moto, Project};
+use common::{free_port, tool, Moto, Project, Registry};
 use predicates::prelude::*;
 use serde_json::Value;
 
@@ -43,64 +43,6 @@ fn build(project: &Project, epoch: &str) -> Value {
         .assert()
         .success();
     serde_json::from_slice(&out.get_output().stdout).unwrap()
-}
-
-/// A distribution registry on a loopback port, optionally behind an htpasswd login.
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start(login: Option<(&str, &str)>) -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
-        if let Some((user, password)) = login {
-            let hash = bcrypt::hash(password, 5).unwrap();
-            let file = dir.path().join("htpasswd");
-            std::fs::write(&file, format!("{user}:{hash}\n")).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: shopctl-test\n    path: {}\n",
-                file.display()
-            ));
-        }
-        let config_file = dir.path().join("config.yml");
-        std::fs::write(&config_file, config).unwrap();
-        let child = Command::new(tool("docker-registry"))
-            .arg("serve")
-            .arg(&config_file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        wait_for_port(port, Duration::from_secs(30));
-        Registry {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn reference(&self, tag: &str) -> String {
-        format!("docker://127.0.0.1:{}/shop/app:{tag}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn push(project: &Project, registry: &Registry, extra: &[&str]) -> assert_cmd::assert::Assert {
@@ -175,6 +117,21 @@ fn push_skips_what_the_registry_has_and_never_moves_a_tag() {
     assert_eq!(first["digest"], digest);
     assert_eq!(first["blobs_uploaded"], 3, "{first}");
     assert_eq!(first["blobs_present"], 0);
+    // ...and recorded for `deploy`: the repository as a pod spec names it, the digest, the tags.
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(project.path().join(".shopctl/staging/pushed-image.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        record,
+        serde_json::json!({
+            "repository": format!("127.0.0.1:{}/shop/app", registry.port),
+            "digest": digest,
+            "revision": "unknown",
+            "tags": ["unknown", "v1.0.0"],
+        })
+    );
 
     // Pulled back, the manifest is byte for byte ours, under both tags.
     for tag in ["unknown", "v1.0.0"] {

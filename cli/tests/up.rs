@@ -97,17 +97,23 @@ fn up_is_idempotent_and_down_cleans_up() {
 }
 
 #[test]
-fn up_refuses_non_local_environments_and_remote_endpoints() {
+fn up_refuses_remote_endpoints_and_other_tiers_take_the_eks_path() {
     let project = Project::new();
+    // `up staging` is the EKS path (cli/tests/up_env.rs): without a terminal it wants --yes.
     project
         .shopctl()
         .args(["up", "staging"])
         .assert()
         .failure()
-        .stderr(predicate::str::contains("runs local environments"))
         .stderr(predicate::str::contains(
-            "shopctl plan|apply|destroy staging",
+            "refusing to bring up staging without --yes",
         ));
+    project
+        .shopctl()
+        .args(["up", "staging", "--aws", "--yes"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--aws is for local environments"));
     project.edit(
         "local",
         "endpoint_url = \"http://127.0.0.1:5000\"",

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 
 use super::kubeconfig::{self, ExecPlugin};
+use super::Cluster;
 use crate::cli::{AwsArgs, EksTokenArgs, KubeconfigArgs};
 use crate::config::LoadedEnvironment;
 use crate::project::Project;
@@ -17,24 +18,12 @@ use crate::project::Project;
 /// to use it.
 pub async fn write_kubeconfig(project: &Project, args: &KubeconfigArgs) -> Result<ExitCode> {
     let env = load(project, &args.env, &args.aws)?;
-    let sdk = crate::aws::sdk_config(&env.config).await;
-    let name = crate::status::cluster_name(&env.name);
-    let cluster = super::describe(&sdk, &env.config, &env.name, &name).await?;
-    let shopctl = std::env::current_exe().context("cannot find the shopctl binary's path")?;
-    let plugin = ExecPlugin {
-        shopctl: &shopctl,
-        project_root: &project.root,
-        env: &env.name,
-        aws_endpoint: args.aws.aws_endpoint.as_ref().map(|u| u.as_str()),
-    };
-    let config =
-        kubeconfig::kubeconfig(&cluster, env.config.kubernetes.namespace.as_str(), &plugin);
     let path = args
         .out
         .clone()
         .unwrap_or_else(|| default_path(project, &env.name));
-    write_private(&path, &serde_json::to_vec_pretty(&config)?)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let aws_endpoint = args.aws.aws_endpoint.as_ref().map(|u| u.as_str());
+    let cluster = write_for(project, &env, aws_endpoint, &path).await?;
     println!("{}", path.display());
     eprintln!(
         "kubeconfig: cluster {} (Kubernetes {}) at {}; use it with `export KUBECONFIG={}`",
@@ -44,6 +33,33 @@ pub async fn write_kubeconfig(project: &Project, args: &KubeconfigArgs) -> Resul
         path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Describes the environment's EKS cluster (it must exist and be ACTIVE) and writes its
+/// kubeconfig to `path` (mode 600). The exec plugin passes `aws_endpoint` on: the
+/// override given on the command line, if any (the configured one it reads itself).
+/// `shopctl kubeconfig` and `shopctl up <env>` both write through this.
+pub async fn write_for(
+    project: &Project,
+    env: &LoadedEnvironment,
+    aws_endpoint: Option<&str>,
+    path: &Path,
+) -> Result<Cluster> {
+    let sdk = crate::aws::sdk_config(&env.config).await;
+    let name = crate::status::cluster_name(&env.name);
+    let cluster = super::describe(&sdk, &env.config, &env.name, &name).await?;
+    let shopctl = std::env::current_exe().context("cannot find the shopctl binary's path")?;
+    let plugin = ExecPlugin {
+        shopctl: &shopctl,
+        project_root: &project.root,
+        env: &env.name,
+        aws_endpoint,
+    };
+    let config =
+        kubeconfig::kubeconfig(&cluster, env.config.kubernetes.namespace.as_str(), &plugin);
+    write_private(path, &serde_json::to_vec_pretty(&config)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(cluster)
 }
 
 /// Prints an ExecCredential with a fresh token (kubectl's exec plugin protocol).

@@ -1,17 +1,20 @@
 //! `shopctl image build|push|ls`: the command line's edge of the image module.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::registry::{Credentials, Registry, Target};
-use super::{ecr, layout::Image, ImageError, Source};
+use super::registry::{Credentials, Pushed, Registry, Target};
+use super::{ecr, layout::Image, Built, ImageError, Source};
 use crate::cli::{
     ImageBuildArgs, ImageCommand, ImageLsArgs, ImagePushArgs, RegistryArgs, RegistryAuthKind,
+    RegistryTargetArgs,
 };
 use crate::config::LoadedEnvironment;
+use crate::deploy::PushedImage;
 use crate::project::Project;
 
 pub async fn run(project: &Project, command: ImageCommand) -> Result<ExitCode> {
@@ -24,20 +27,7 @@ pub async fn run(project: &Project, command: ImageCommand) -> Result<ExitCode> {
 
 fn build(project: &Project, args: &ImageBuildArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let binary = match &args.app_bin {
-        Some(path) => path.clone(),
-        None => {
-            eprintln!("image: cargo build --release -p shopctl -p app");
-            super::cargo_build_app(&project.root)?
-        }
-    };
-    let assembling = Instant::now();
-    let spinner = spinner("assembling the image");
-    let source = Source::discover(&project.root);
-    let tag = args.tag.clone().unwrap_or_else(|| source.tag());
-    let built = super::build(&binary, &source, &tag, &super::layout_dir(&project.root));
-    spinner.finish_and_clear();
-    let built = built?;
+    let (built, assembled) = build_image(project, args.app_bin.as_deref(), args.tag.as_deref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&built)?);
     } else {
@@ -53,35 +43,40 @@ fn build(project: &Project, args: &ImageBuildArgs) -> Result<ExitCode> {
     eprintln!(
         "image: built in {:.1} s (assembled in {:.1} s) into {}",
         started.elapsed().as_secs_f64(),
-        assembling.elapsed().as_secs_f64(),
+        assembled.as_secs_f64(),
         built.layout.display()
     );
     Ok(ExitCode::SUCCESS)
 }
 
-async fn push(project: &Project, args: &ImagePushArgs) -> Result<ExitCode> {
-    let (image, _) = Image::read(&super::layout_dir(&project.root))?;
-    let config = image
-        .config()
-        .context("the image's config cannot be read")?;
-    let revision = config
-        .config
-        .labels
-        .get("org.opencontainers.image.revision")
-        .cloned()
-        .unwrap_or_else(|| "unknown".into());
-    let mut tags = vec![super::tag_of(&revision)];
-    if let Some(tag) = &args.tag {
-        if !tags.contains(tag) {
-            tags.push(tag.clone());
+/// Builds the app (`cargo build --release`, unless `app_bin` is given) and assembles the
+/// image into `.shopctl/image`, tagged `tag` or the commit's tag; what was built and how
+/// long the assembly took. `image build` and `up <env>` both build through this.
+pub fn build_image(
+    project: &Project,
+    app_bin: Option<&Path>,
+    tag: Option<&str>,
+) -> Result<(Built, Duration)> {
+    let binary = match app_bin {
+        Some(path) => path.to_owned(),
+        None => {
+            eprintln!("image: cargo build --release -p shopctl -p app");
+            super::cargo_build_app(&project.root)?
         }
-    }
-    let registry = connect(project, &args.registry).await?;
-    let spinner = spinner(&format!("pushing {} blobs", image.blobs.len()));
-    let started = Instant::now();
-    let pushed = registry.push(&image, &tags).await;
+    };
+    let assembling = Instant::now();
+    let spinner = spinner("assembling the image");
+    let source = Source::discover(&project.root);
+    let tag = tag.map_or_else(|| source.tag(), str::to_owned);
+    let built = super::build(&binary, &source, &tag, &super::layout_dir(&project.root));
     spinner.finish_and_clear();
-    let pushed = pushed?;
+    Ok((built?, assembling.elapsed()))
+}
+
+async fn push(project: &Project, args: &ImagePushArgs) -> Result<ExitCode> {
+    let env = load(project, &args.registry)?;
+    let started = Instant::now();
+    let (pushed, _) = push_image(project, &env, &args.registry.target, args.tag.as_deref()).await?;
     if args.registry.json {
         println!("{}", serde_json::to_string_pretty(&pushed)?);
     } else {
@@ -106,10 +101,50 @@ async fn push(project: &Project, args: &ImagePushArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Pushes the image in `.shopctl/image` to the environment's registry (`target`), tagged
+/// with its commit and `tag`, and records it in `.shopctl/<env>/pushed-image.json` for
+/// `deploy`. `image push` and `up <env>` both push through this.
+pub async fn push_image(
+    project: &Project,
+    env: &LoadedEnvironment,
+    target: &RegistryTargetArgs,
+    tag: Option<&str>,
+) -> Result<(Pushed, PushedImage)> {
+    let (image, _) = Image::read(&super::layout_dir(&project.root))?;
+    let config = image
+        .config()
+        .context("the image's config cannot be read")?;
+    let revision = config
+        .config
+        .labels
+        .get("org.opencontainers.image.revision")
+        .cloned()
+        .unwrap_or_else(|| "unknown".into());
+    let mut tags = vec![super::tag_of(&revision)];
+    if let Some(tag) = tag {
+        if !tags.iter().any(|t| t == tag) {
+            tags.push(tag.to_owned());
+        }
+    }
+    let registry = connect(env, target).await?;
+    let spinner = spinner(&format!("pushing {} blobs", image.blobs.len()));
+    let pushed = registry.push(&image, &tags).await;
+    spinner.finish_and_clear();
+    let pushed = pushed?;
+    let record = PushedImage {
+        repository: registry.target().repository_reference(),
+        digest: pushed.digest.clone(),
+        revision,
+        tags,
+    };
+    super::pushed::write(&super::pushed::path(project, &env.name), &record)?;
+    Ok((pushed, record))
+}
+
 async fn ls(project: &Project, args: &ImageLsArgs) -> Result<ExitCode> {
     let args = &args.registry;
-    if args.registry.is_some() {
-        let registry = connect(project, args).await?;
+    if args.target.registry.is_some() {
+        let registry = connect(&load(project, args)?, &args.target).await?;
         let tags = registry.tags().await?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&tags)?);
@@ -147,9 +182,9 @@ async fn ls(project: &Project, args: &ImageLsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The registry to talk to and how to log in, from the environment and the flags.
-async fn connect(project: &Project, args: &RegistryArgs) -> Result<Registry> {
-    let env = load(project, args)?;
+/// The registry to talk to and how to log in, from the environment (with its AWS
+/// endpoint override applied) and the flags.
+pub async fn connect(env: &LoadedEnvironment, args: &RegistryTargetArgs) -> Result<Registry> {
     let repository = env.config.ecr.repository.as_str();
     let from_env = super::credentials_from_env()?;
     let auth = args.auth.unwrap_or(match (&args.registry, &from_env) {
@@ -190,7 +225,7 @@ fn load(project: &Project, args: &RegistryArgs) -> Result<LoadedEnvironment> {
 }
 
 /// A spinner on a terminal; nothing otherwise (CI logs stay clean).
-fn spinner(message: &str) -> indicatif::ProgressBar {
+pub fn spinner(message: &str) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }

@@ -247,7 +247,8 @@ fn read_blob(dir: &Path, digest: &str) -> Result<Vec<u8>, ImageError> {
     Ok(bytes)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes through a sibling file and renames it: a reader sees the old file or the new one.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let partial = path.with_extension("partial");
     std::fs::write(&partial, bytes)?;
     std::fs::rename(&partial, path)

@@ -3,12 +3,14 @@
 //!
 //! - [`layer`]: reproducible tar.gz layers; [`rootfs`]: what goes into them;
 //! - [`layout`]: config, manifest and the OCI image layout on disk;
-//! - [`registry`]: the distribution API (oci-client); [`ecr`]: ECR through aws-sdk-ecr.
+//! - [`registry`]: the distribution API (oci-client); [`ecr`]: ECR through aws-sdk-ecr;
+//! - [`pushed`]: what `image push <env>` pushed last, for `deploy` and `up <env>`.
 
 pub mod command;
 pub mod ecr;
 pub mod layer;
 pub mod layout;
+pub mod pushed;
 pub mod registry;
 pub mod rootfs;
 

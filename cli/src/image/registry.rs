@@ -46,6 +46,11 @@ impl Target {
     pub fn display(&self, tag: &str) -> String {
         format!("{}/{}:{tag}", self.registry, self.repository)
     }
+
+    /// `host[:port]/repository`, as a pod spec names the image (without tag or digest).
+    pub fn repository_reference(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
 }
 
 /// Credentials for a registry.
@@ -115,6 +120,10 @@ impl Registry {
             target,
             auth,
         }
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
     }
 
     /// The image a tag names, if any.
@@ -276,6 +285,14 @@ mod tests {
         assert_eq!(
             ecr.display("abc"),
             "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/app:abc"
+        );
+        assert_eq!(
+            ecr.repository_reference(),
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/app"
+        );
+        assert_eq!(
+            Target::new("http://127.0.0.1:5000", "shop/app").repository_reference(),
+            "127.0.0.1:5000/shop/app"
         );
     }
 

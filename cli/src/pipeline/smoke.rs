@@ -1,0 +1,92 @@
+//! The last step of `shopctl up <env>`: the public endpoint answers. The host is the
+//! environment's `domain`, the Ingress's only rule (templates/k8s/ingress.yaml.hbs), over
+//! HTTPS (the Ingress redirects HTTP there). A fresh load balancer and its DNS name take
+//! minutes to appear, so each path is retried until a deadline.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+/// What is checked, in order: readiness (the app reaches its database) and liveness.
+pub const PATHS: [&str; 2] = ["/readyz", "/healthz"];
+
+/// How long a fresh Ingress may take to answer.
+pub const DEADLINE: Duration = Duration::from_secs(300);
+
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+const PAUSE: Duration = Duration::from_secs(5);
+
+/// `https://<domain>`.
+pub fn base_url(domain: &str) -> String {
+    format!("https://{}", domain.trim_end_matches('.'))
+}
+
+/// GETs every path of [`PATHS`] until each answers 200 (or the deadline passes); one line
+/// on what answered.
+pub async fn check(domain: &str, namespace: &str, deadline: Duration) -> Result<String> {
+    // reqwest's TLS is rustls, which the registry client's features turn on for the one
+    // reqwest build of this binary.
+    let http = reqwest::Client::builder()
+        .timeout(ATTEMPT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()?;
+    let base = base_url(domain);
+    let started = Instant::now();
+    let spinner = crate::image::command::spinner(&format!("GET {base}{}", PATHS[0]));
+    let mut answered = Vec::new();
+    for path in PATHS {
+        let url = format!("{base}{path}");
+        loop {
+            let outcome = match http.get(&url).send().await {
+                Ok(response) if response.status().is_success() => break,
+                Ok(response) => format!("answered {}", response.status()),
+                Err(e) => error_chain(&e),
+            };
+            if started.elapsed() >= deadline {
+                spinner.finish_and_clear();
+                bail!(
+                    "GET {url} did not answer 200 within {} s (last: {outcome})\n  it needs: DNS for {domain} \
+                     pointing at the Ingress's load balancer (`kubectl -n {namespace} get ingress shop-app` \
+                     shows its address), a TLS certificate for {domain} (ACM for the ALB controller, the \
+                     Secret shop-tls for nginx) and ready app pods (`kubectl -n {namespace} get pods`)",
+                    deadline.as_secs()
+                );
+            }
+            spinner.set_message(format!("GET {url}: {outcome}; retrying"));
+            tokio::time::sleep(PAUSE).await;
+        }
+        answered.push(path);
+    }
+    spinner.finish_and_clear();
+    Ok(format!(
+        "{base}: {} answered 200 in {:.1} s",
+        answered.join(" and "),
+        started.elapsed().as_secs_f64()
+    ))
+}
+
+/// reqwest's error with its causes (the DNS or TLS failure is in the chain).
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoint_is_the_domain_over_https() {
+        assert_eq!(
+            base_url("staging.shop.example.com"),
+            "https://staging.shop.example.com"
+        );
+        assert_eq!(base_url("shop.example.com."), "https://shop.example.com");
+    }
+}

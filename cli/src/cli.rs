@@ -152,6 +152,36 @@ pub enum Command {
     #[command(hide = true)]
     EksToken(EksTokenArgs),
 
+    /// Apply the rendered Kubernetes manifests to the environment's cluster.
+    #[command(
+        after_help = "Server-side apply (field manager `shopctl`) in dependency order: namespace, \
+        storage, RBAC, config and Services; the stateful sets (PostgreSQL, Kafka, RabbitMQ, Redis), \
+        waited for; the Jobs (topics, migrations), waited for; the app and workers, waited for; \
+        autoscalers, ingress, backups. Generates the Secrets the pods read when they are missing \
+        (never overwrites one). Prunes objects of the environment (label \
+        shop.example.com/environment) that are no longer rendered. Records a revision in the \
+        cluster; a rollout not ready within --timeout is rolled back to the last good revision \
+        unless --no-rollback.\n\nImage: the one `shopctl image push <env>` pushed last, or --image. \
+        Role ARNs: Terraform's outputs.\n\nExamples:\n  shopctl deploy staging --dry-run\n  \
+        shopctl deploy staging --yes\n  shopctl deploy production --image 1234.dkr.ecr.eu-west-1.amazonaws.com/shop-app@sha256:...\n  \
+        shopctl deploy staging --no-rollback --timeout 900"
+    )]
+    Deploy(DeployArgs),
+
+    /// List the revisions deployed to an environment's cluster.
+    #[command(
+        after_help = "Examples:\n  shopctl history staging\n  shopctl history staging --json"
+    )]
+    History(HistoryArgs),
+
+    /// Deploy an earlier revision again (default: the last good one before the current).
+    #[command(
+        after_help = "Re-applies the manifests that revision recorded, as a new revision. Asks \
+        first; without a terminal, --yes is required.\n\nExamples:\n  shopctl rollback staging\n  \
+        shopctl rollback staging --to 4 --yes"
+    )]
+    Rollback(RollbackArgs),
+
     /// Inject a database fault under a workload and prove what happened (destructive).
     #[command(
         name = "failover-test",
@@ -164,6 +194,75 @@ pub enum Command {
         shopctl failover-test local --mode all --runs 3 --yes --json"
     )]
     FailoverTest(FailoverTestArgs),
+}
+
+/// Where the cluster is and how long to wait for it.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The environment (a file name under environments/, without .toml).
+    #[arg(value_name = "ENV")]
+    pub env: String,
+
+    /// The kubeconfig to use (default: .shopctl/<env>/kubeconfig, written by `shopctl kubeconfig`).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Show what would change (server-side dry run) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Keep a failed rollout as it is (for debugging); print the command that rolls it back.
+    #[arg(long)]
+    pub no_rollback: bool,
+
+    /// Seconds every workload together may take to become ready.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub timeout: u64,
+
+    /// The app image, `repository@sha256:...` (default: the one `image push` pushed last).
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+
+    /// Do not ask for confirmation (required when there is no terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// The revision to return to (default: the last good one before the current).
+    #[arg(long, value_name = "REV")]
+    pub to: Option<u32>,
+
+    /// Seconds every workload together may take to become ready.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub timeout: u64,
+
+    /// Do not ask for confirmation (required when there is no terminal).
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

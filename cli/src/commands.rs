@@ -54,6 +54,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Kubeconfig(args) => {
             block_on(crate::eks::command::write_kubeconfig(&project, &args))
         }
+        Command::Deploy(args) => block_on(crate::deploy::command::run_deploy(&project, &args)),
+        Command::History(args) => block_on(crate::deploy::command::run_history(&project, &args)),
+        Command::Rollback(args) => block_on(crate::deploy::command::run_rollback(&project, &args)),
         Command::EksToken(args) => block_on(crate::eks::command::print_token(&project, &args)),
         Command::Doctor(_) | Command::Jobs(_) | Command::Image(_) | Command::FailoverTest(_) => {
             unreachable!("handled above")

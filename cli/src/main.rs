@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod config;
 mod confirm;
+mod deploy;
 mod doctor;
 mod eks;
 mod emulator;

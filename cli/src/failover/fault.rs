@@ -221,7 +221,7 @@ impl Cluster {
 
     /// The leader, as the first node that answers `/cluster` names it.
     pub async fn leader(&self) -> Result<Option<String>> {
-        self.first_member(|role| is_leader_role(role)).await
+        self.first_member(is_leader_role).await
     }
 
     /// The synchronous standby, as the first node that answers `/cluster` names it.

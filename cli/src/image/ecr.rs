@@ -137,7 +137,7 @@ pub async fn list(
             ));
         }
     }
-    images.sort_by(|a, b| b.0.cmp(&a.0));
+    images.sort_by_key(|(pushed_at, _)| std::cmp::Reverse(*pushed_at));
     Ok(images.into_iter().map(|(_, i)| i).collect())
 }
 

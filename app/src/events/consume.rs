@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::FutureExt;
+use futures::{channel::oneshot, FutureExt};
 use rdkafka::{
     consumer::{CommitMode, Consumer as _, StreamConsumer},
     message::{BorrowedMessage, Message},
@@ -35,14 +35,18 @@ pub async fn run(
     let group = format!("{}{}", config.group_prefix, consumer.name());
     while !shutdown.is_cancelled() {
         let client = match connect(&state, &group).await {
-            Ok(client) => Arc::new(client),
+            Ok(client) => Client(Some(Arc::new(client))),
             Err(error) => {
                 tracing::warn!(consumer = consumer.name(), %error, "consumer: cannot start; retrying");
                 pause(&shutdown, Duration::from_secs(1)).await;
                 continue;
             }
         };
-        let lag = tokio::spawn(report_lag(client.clone(), consumer, shutdown.child_token()));
+        let lag = tokio::spawn(report_lag(
+            Arc::clone(&client),
+            consumer,
+            shutdown.child_token(),
+        ));
         consume(&state, &client, consumer, &shutdown).await;
         lag.abort();
         // Whatever was applied is committed before the group hands the partitions on. Not
@@ -51,11 +55,68 @@ pub async fn run(
         if let Err(error) = client.commit_consumer_state(CommitMode::Async) {
             tracing::debug!(consumer = consumer.name(), %error, "final commit");
         }
-        // Closing leaves the group, which blocks up to session.timeout.ms with the broker
-        // gone: not on a runtime thread.
-        tokio::task::spawn_blocking(move || drop(client));
+        // Closed before the process exits, so the group is left cleanly; with the broker
+        // gone, the worker's grace period ends this wait.
+        let _ = client.close().await;
     }
     Ok(())
+}
+
+/// A consumer that is closed on a thread of its own however `run` lets go of it, returning
+/// or aborted at the end of the grace period. librdkafka's close waits without a bound to
+/// leave the group, forever with the broker gone: on a runtime thread that would stall the
+/// runtime, on the blocking pool its shutdown; a detached thread holds up neither, nor the
+/// process.
+struct Client(Option<Arc<StreamConsumer>>);
+
+impl Client {
+    /// Closes it; the receiver hears when it is closed.
+    fn close(mut self) -> oneshot::Receiver<()> {
+        close_detached(self.0.take().expect("closed once"))
+    }
+}
+
+impl std::ops::Deref for Client {
+    type Target = Arc<StreamConsumer>;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("not closed yet")
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(close_detached(client));
+        }
+    }
+}
+
+/// Drops `client` on a detached thread once that thread holds the only reference, so that
+/// the close runs there and nowhere else (the lag task and its blocking calls let go of
+/// theirs within seconds).
+fn close_detached(client: Arc<StreamConsumer>) -> oneshot::Receiver<()> {
+    let (closed, receiver) = oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("kafka-close".into())
+        .spawn(move || {
+            let mut client = client;
+            loop {
+                match Arc::try_unwrap(client) {
+                    Ok(only) => {
+                        drop(only);
+                        let _ = closed.send(());
+                        return;
+                    }
+                    Err(shared) => client = shared,
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "no thread to close a Kafka consumer on");
+    }
+    receiver
 }
 
 async fn connect(state: &AppState, group: &str) -> anyhow::Result<StreamConsumer> {

@@ -419,6 +419,34 @@ async fn a_worker_killed_mid_stream_loses_nothing_and_repeats_nothing() {
     assert!(status.success(), "{status}");
 }
 
+/// SIGTERM with the broker gone: the consumers can never leave their groups (librdkafka's
+/// close waits for that without a bound), and the worker exits anyway, once its grace
+/// period is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stops_within_its_grace_period_with_the_broker_gone() {
+    let broker = Broker::start();
+    let app = TestApp::spawn_with(|c| c.events.brokers = Some(broker.address())).await;
+    let product = app.stocked_product(100, 100).await;
+    paid_order(&app, &product, 1).await;
+
+    const GRACE: Duration = Duration::from_secs(2);
+    let mut settings = events_settings(&app);
+    settings.push((
+        "APP_WORKER__SHUTDOWN_GRACE_MS",
+        GRACE.as_millis().to_string(),
+    ));
+    let mut worker = WorkerProcess::start(&app, &settings);
+    // Every consumer has joined its group and applied the order's events.
+    app.settled().await;
+
+    broker.kill();
+    worker.signal(libc::SIGTERM);
+    let stopping = Instant::now();
+    let status = worker.exit(GRACE + Duration::from_secs(2)).await;
+    assert!(status.success(), "{status}; its log:\n{}", worker.log());
+    eprintln!("the worker exited {:?} after SIGTERM", stopping.elapsed());
+}
+
 #[tokio::test]
 async fn the_worker_refuses_to_start_with_nothing_to_do() {
     let app = TestApp::spawn().await;

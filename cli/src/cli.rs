@@ -190,8 +190,13 @@ pub enum Command {
         loss, no split brain, convergence and the shop's invariants. Reports go to \
         reports/<timestamp>-<mode>/ (report.json, report.md, timeline.svg). Exits 1 when a check \
         fails or the outage exceeds its threshold. It kills processes: asks first; without a \
-        terminal, --yes is required.\n\nExamples:\n  shopctl failover-test local --mode switchover\n  \
-        shopctl failover-test local --mode all --runs 3 --yes --json"
+        terminal, --yes is required.\n\nOn Kubernetes the Patroni members are found by the primary \
+        Service's labels and reached through port-forwards on 127.0.0.1; delete-pod deletes the leader's pod \
+        with no grace period, drain-node cordons its node and evicts its pods (disruption budgets hold), \
+        then uncordons it. The API workload goes to https://<domain>.\n\nExamples:\n  \
+        shopctl failover-test local --mode switchover\n  \
+        shopctl failover-test local --mode all --runs 3 --yes --json\n  \
+        shopctl failover-test staging --mode delete-pod --yes"
     )]
     FailoverTest(FailoverTestArgs),
 }
@@ -267,11 +272,13 @@ pub struct RollbackArgs {
 
 #[derive(Debug, Args)]
 pub struct FailoverTestArgs {
-    /// The environment (only `local` has a failover topology).
+    /// The environment: `local` (processes) or one deployed to Kubernetes.
     #[arg(value_name = "ENV")]
     pub env: String,
 
-    /// The fault to inject; `all` runs every one, one after another.
+    /// The fault to inject; `all` runs every one of the place, one after another
+    /// (local: switchover, kill-postgres, kill-node, freeze-node; Kubernetes:
+    /// switchover, delete-pod, drain-node).
     #[arg(long, value_enum)]
     pub mode: crate::failover::Mode,
 
@@ -290,6 +297,10 @@ pub struct FailoverTestArgs {
     /// A JSON failover target instead of the environment's topology (for tests).
     #[arg(long, value_name = "FILE", hide = true)]
     pub target: Option<PathBuf>,
+
+    /// On Kubernetes: the kubeconfig (default: .shopctl/<env>/kubeconfig).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

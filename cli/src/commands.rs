@@ -69,30 +69,53 @@ async fn failover_test(
     project_dir: Option<&std::path::Path>,
     args: &crate::cli::FailoverTestArgs,
 ) -> Result<ExitCode> {
+    let mode = format!("{:?}", args.mode).to_lowercase();
+    let ask = |tier: Tier, nodes: String| {
+        let question = Question {
+            action: "failover-test",
+            env: &args.env,
+            tier,
+            detail: format!(
+                "inject {mode} into the Patroni leader ({nodes}) under a workload, {} time(s)",
+                args.runs
+            ),
+        };
+        async move { confirm(&question, args.yes).await }
+    };
+    // Keeps the port-forwards to the cluster open for the test.
+    let mut _bridge = None;
     let target = match &args.target {
-        Some(file) => crate::failover::Target::from_file(file)?,
+        Some(file) => {
+            let target = crate::failover::Target::from_file(file)?;
+            args.mode.faults(false)?;
+            ask(Tier::Local, format!("{} nodes", target.nodes.len())).await?;
+            target
+        }
         None => {
             let project = Project::find(project_dir)?;
             let env = project.load(&args.env)?;
-            let topology = crate::local::local_topology(&project.state_dir(&env.name), &env)?;
-            crate::failover::target_for(&topology)?
+            if env.config.tier == Tier::Local {
+                args.mode.faults(false)?;
+                let topology = crate::local::local_topology(&project.state_dir(&env.name), &env)?;
+                let target = crate::failover::target_for(&topology)?;
+                ask(Tier::Local, format!("{} nodes", target.nodes.len())).await?;
+                target
+            } else {
+                // Refuse a mode the cluster cannot run before asking or connecting.
+                args.mode.faults(true)?;
+                ask(env.config.tier, format!("{}'s cluster", env.name)).await?;
+                let kubeconfig = args
+                    .kubeconfig
+                    .clone()
+                    .unwrap_or_else(|| crate::eks::command::default_path(&project, &env.name));
+                let reports = project.state_dir(&env.name).join("reports");
+                let (target, bridge) =
+                    crate::failover::target_for_kubernetes(&env, kubeconfig, reports).await?;
+                _bridge = Some(bridge);
+                target
+            }
         }
     };
-    let mode = format!("{:?}", args.mode).to_lowercase();
-    confirm(
-        &Question {
-            action: "failover-test",
-            env: &args.env,
-            tier: Tier::Local,
-            detail: format!(
-                "inject {mode} into the Patroni leader ({} nodes) under a workload, {} time(s)",
-                target.nodes.len(),
-                args.runs
-            ),
-        },
-        args.yes,
-    )
-    .await?;
     let progress = crate::failover::Progress::new(args.json);
     let undo = crate::failover::Undo::default();
     let outcome = tokio::select! {

@@ -281,3 +281,62 @@ fn the_post_bootstrap_script_creates_the_shop_role_and_database() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("SHOP_DB_PASSWORD"));
 }
+
+/// `failover-test <env>` on Kubernetes, up to the cluster: modes a cluster cannot run are
+/// refused before anything is asked or contacted, the question is asked (no terminal, no
+/// --yes: refused), and an unreachable API is named.
+#[test]
+fn failover_test_on_a_cluster_checks_its_mode_asks_and_names_an_unreachable_api() {
+    let project = Project::new();
+    project
+        .shopctl()
+        .args(["failover-test", "staging", "--mode", "kill-node", "--yes"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "--mode kill-node cannot run on a Kubernetes cluster: its modes are switchover, delete-pod, drain-node, all",
+        ));
+    project
+        .shopctl()
+        .args(["failover-test", "local", "--mode", "drain-node", "--yes"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "--mode drain-node cannot run on local",
+        ));
+    project
+        .shopctl()
+        .args(["failover-test", "staging", "--mode", "delete-pod"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "refusing to failover-test staging without --yes",
+        ));
+    project
+        .shopctl()
+        .args(["failover-test", "staging", "--mode", "all", "--yes"])
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains("no kubeconfig at")
+                .and(predicate::str::contains("`shopctl kubeconfig staging`")),
+        );
+    let port = free_port();
+    let config = kubeconfig(project.path(), &format!("https://127.0.0.1:{port}"));
+    project
+        .shopctl()
+        .args([
+            "failover-test",
+            "staging",
+            "--mode",
+            "drain-node",
+            "--yes",
+            "--kubeconfig",
+        ])
+        .arg(&config)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(format!(
+            "cannot reach the Kubernetes API at https://127.0.0.1:{port}/"
+        )));
+}

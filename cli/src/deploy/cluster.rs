@@ -109,6 +109,11 @@ impl Cluster {
         })
     }
 
+    /// The client, for the typed APIs other modules use (pods, nodes, evictions).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     async fn resource(
         &self,
         api_version: &str,

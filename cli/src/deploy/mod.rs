@@ -16,7 +16,7 @@ pub mod prune;
 pub mod readiness;
 pub mod secrets;
 #[cfg(test)]
-mod testing;
+pub mod testing;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -47,6 +47,8 @@ struct Pending {
     frozen: Vec<i32>,
     held: Vec<(std::path::PathBuf, String)>,
     killed: Vec<Node>,
+    /// Kubernetes nodes cordoned by drain-node: (kubeconfig, environment, node).
+    cordoned: Vec<(std::path::PathBuf, String, String)>,
 }
 
 impl Undo {
@@ -76,6 +78,14 @@ impl Undo {
             match restart_patroni(&node) {
                 Ok(pid) => done.push(format!("started Patroni {pid} on {}", node.name)),
                 Err(e) => done.push(format!("could not restart {}: {e:#}", node.name)),
+            }
+        }
+        for (kubeconfig, env, node) in pending.cordoned {
+            match super::kubernetes::uncordon_blocking(&kubeconfig, &env, &node) {
+                Ok(()) => done.push(format!("uncordoned node {node}")),
+                Err(e) => done.push(format!(
+                    "could not uncordon node {node} (`kubectl uncordon {node}`): {e:#}"
+                )),
             }
         }
         done
@@ -576,6 +586,14 @@ async fn wait_new_primary(cluster: &Cluster, old: &str, within: Duration) -> Opt
     None
 }
 
+fn kubernetes(cluster: &Cluster) -> Result<&super::kubernetes::Kubernetes> {
+    cluster
+        .target
+        .kubernetes
+        .as_deref()
+        .context("this fault needs a Kubernetes cluster")
+}
+
 /// Injects one fault into the leader `leader` and does what follows it
 /// (release, resume, probe); returns the marks for the timeline.
 pub async fn inject(
@@ -666,6 +684,42 @@ pub async fn inject(
                 cluster.undo.pending().killed.clear();
                 mark("restart", format!("Patroni {pid} started on {leader}"));
             }
+        }
+        Fault::DeletePod => {
+            let kube = kubernetes(cluster)?;
+            mark("fault", format!("delete pod {leader} (grace period 0)"));
+            kube.delete_pod(leader).await?;
+            let new = wait_new_primary(cluster, leader, ttl * 3).await;
+            mark(
+                "leader",
+                format!("new primary {}", new.as_deref().unwrap_or("none")),
+            );
+        }
+        Fault::DrainNode => {
+            let kube = kubernetes(cluster)?;
+            let host = kube.node_of(leader).await?;
+            mark(
+                "fault",
+                format!("drain node {host} (cordon, evict; leader {leader})"),
+            );
+            kube.cordon(&host, true).await?;
+            cluster.undo.pending().cordoned.push((
+                kube.kubeconfig().clone(),
+                cluster.target.env.clone().unwrap_or_default(),
+                host.clone(),
+            ));
+            let evicted = kube.evict_all(&host, ttl * 3).await?;
+            mark("evict", format!("{evicted} pods evicted from {host}"));
+            let new = wait_new_primary(cluster, leader, ttl * 3).await;
+            mark(
+                "leader",
+                format!("new primary {}", new.as_deref().unwrap_or("none")),
+            );
+            // Back in service, so the evicted member (its volume is in this node's zone)
+            // can be scheduled again.
+            kube.cordon(&host, false).await?;
+            cluster.undo.pending().cordoned.clear();
+            mark("release", format!("uncordoned {host}"));
         }
         Fault::FreezeNode => {
             let patroni = patroni_pid(cluster, &node)?;

@@ -6,6 +6,7 @@
 //! topology; tests (and `--target FILE`) read one from JSON.
 
 pub mod fault;
+pub mod kubernetes;
 pub mod measure;
 pub mod report;
 pub mod verify;
@@ -72,6 +73,13 @@ pub struct Target {
     pub shoppers: usize,
     /// Where `<timestamp>-<mode>/` report directories go.
     pub reports_dir: PathBuf,
+    /// On a Kubernetes cluster: the API the cluster faults go through (the nodes are then
+    /// reached through its port-forwards).
+    #[serde(skip)]
+    pub kubernetes: Option<Arc<kubernetes::Kubernetes>>,
+    /// The environment's name (for messages and for undoing cluster faults).
+    #[serde(default)]
+    pub env: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,6 +117,16 @@ pub struct Thresholds {
     pub kill_postgres_ms: u64,
     pub kill_node_ms: u64,
     pub freeze_node_ms: u64,
+    #[serde(default = "default_cluster_fault_ms")]
+    pub delete_pod_ms: u64,
+    #[serde(default = "default_cluster_fault_ms")]
+    pub drain_node_ms: u64,
+}
+
+/// A leader pod killed or evicted holds its key until the ttl expires (30 s in the
+/// manifests), and the others notice within a loop (10 s): 45 s covers both with margin.
+fn default_cluster_fault_ms() -> u64 {
+    45_000
 }
 
 impl Default for Thresholds {
@@ -118,6 +136,8 @@ impl Default for Thresholds {
             kill_postgres_ms: 8_000,
             kill_node_ms: 12_000,
             freeze_node_ms: 12_000,
+            delete_pod_ms: default_cluster_fault_ms(),
+            drain_node_ms: default_cluster_fault_ms(),
         }
     }
 }
@@ -129,6 +149,8 @@ impl Thresholds {
             Fault::KillPostgres => self.kill_postgres_ms,
             Fault::KillNode => self.kill_node_ms,
             Fault::FreezeNode => self.freeze_node_ms,
+            Fault::DeletePod => self.delete_pod_ms,
+            Fault::DrainNode => self.drain_node_ms,
         }
     }
 }
@@ -185,30 +207,61 @@ impl Target {
     }
 }
 
-/// What to test (`all` runs every fault, one after another).
+/// What to test (`all` runs every fault of the place, one after another).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     Switchover,
+    /// Local: SIGKILL the leader's postmaster.
     KillPostgres,
+    /// Local: SIGKILL the leader's Patroni and PostgreSQL.
     KillNode,
+    /// Local: SIGSTOP every process of the leader's node.
     FreezeNode,
+    /// Kubernetes: delete the leader's pod with no grace period.
+    DeletePod,
+    /// Kubernetes: cordon the leader's node and evict its pods.
+    DrainNode,
     All,
 }
 
 impl Mode {
-    pub fn faults(self) -> Vec<Fault> {
-        match self {
-            Mode::Switchover => vec![Fault::Switchover],
-            Mode::KillPostgres => vec![Fault::KillPostgres],
-            Mode::KillNode => vec![Fault::KillNode],
-            Mode::FreezeNode => vec![Fault::FreezeNode],
-            Mode::All => vec![
-                Fault::Switchover,
-                Fault::KillPostgres,
-                Fault::KillNode,
-                Fault::FreezeNode,
-            ],
+    /// The faults of this mode where the test runs; a fault the place cannot inject is
+    /// refused with the modes it can.
+    pub fn faults(self, on_kubernetes: bool) -> Result<Vec<Fault>> {
+        let (here, place): (&[Fault], &str) = if on_kubernetes {
+            (
+                &[Fault::Switchover, Fault::DeletePod, Fault::DrainNode],
+                "a Kubernetes cluster",
+            )
+        } else {
+            (
+                &[
+                    Fault::Switchover,
+                    Fault::KillPostgres,
+                    Fault::KillNode,
+                    Fault::FreezeNode,
+                ],
+                "local",
+            )
+        };
+        let wanted = match self {
+            Mode::All => return Ok(here.to_vec()),
+            Mode::Switchover => Fault::Switchover,
+            Mode::KillPostgres => Fault::KillPostgres,
+            Mode::KillNode => Fault::KillNode,
+            Mode::FreezeNode => Fault::FreezeNode,
+            Mode::DeletePod => Fault::DeletePod,
+            Mode::DrainNode => Fault::DrainNode,
+        };
+        if !here.contains(&wanted) {
+            let names: Vec<&str> = here.iter().map(|f| f.name()).collect();
+            bail!(
+                "--mode {} cannot run on {place}: its modes are {}, all",
+                wanted.name(),
+                names.join(", ")
+            );
         }
+        Ok(vec![wanted])
     }
 }
 
@@ -220,6 +273,8 @@ pub enum Fault {
     KillPostgres,
     KillNode,
     FreezeNode,
+    DeletePod,
+    DrainNode,
 }
 
 impl Fault {
@@ -229,6 +284,8 @@ impl Fault {
             Fault::KillPostgres => "kill-postgres",
             Fault::KillNode => "kill-node",
             Fault::FreezeNode => "freeze-node",
+            Fault::DeletePod => "delete-pod",
+            Fault::DrainNode => "drain-node",
         }
     }
 }
@@ -293,8 +350,9 @@ pub async fn run(
     undo: &Undo,
 ) -> Result<Outcome> {
     let mut reports = Vec::new();
+    let faults = mode.faults(target.kubernetes.is_some())?;
     for round in 0..runs.max(1) {
-        for fault in mode.faults() {
+        for &fault in &faults {
             progress.say(&format!(
                 "failover-test: {} (run {}/{})",
                 fault.name(),
@@ -485,6 +543,7 @@ pub fn target_for(topology: &crate::local::Topology) -> Result<Target> {
             kill_postgres_ms: f.kill_postgres_max_outage_ms,
             kill_node_ms: f.kill_node_max_outage_ms,
             freeze_node_ms: f.freeze_node_max_outage_ms,
+            ..Thresholds::default()
         },
         workload_seconds: u64::from(f.workload_seconds),
         fault_after_seconds: default_fault_after_seconds(),
@@ -493,5 +552,114 @@ pub fn target_for(topology: &crate::local::Topology) -> Result<Target> {
         ledger_writers: default_ledger_writers(),
         shoppers: default_shoppers(),
         reports_dir: topology.reports_dir(),
+        kubernetes: None,
+        env: Some(topology.env.clone()),
     })
+}
+
+/// The target of an environment on Kubernetes: its Patroni members through the
+/// port-forwards of a [`kubernetes::Bridge`] (kept alive by the caller), the superuser's
+/// password from the cluster's Secret, the public API at the environment's domain.
+pub async fn target_for_kubernetes(
+    env: &crate::config::LoadedEnvironment,
+    kubeconfig: PathBuf,
+    reports_dir: PathBuf,
+) -> Result<(Target, kubernetes::Bridge)> {
+    let namespace = env.config.kubernetes.namespace.as_str();
+    let kube = Arc::new(kubernetes::Kubernetes::connect(kubeconfig, &env.name, namespace).await?);
+    let members: Vec<String> = kube
+        .members()
+        .await?
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    if members.len() < 2 {
+        bail!(
+            "{}: {} Patroni member(s) found; a failover test needs at least 2",
+            env.name,
+            members.len()
+        );
+    }
+    let password = kube.superuser_password().await?;
+    let bridge = kube.bridge(&members).await?;
+    let nodes = members
+        .iter()
+        .map(|name| Node {
+            name: name.clone(),
+            api_url: format!("http://127.0.0.1:{}", bridge.rest[name]),
+            pg_host: default_host(),
+            pg_port: bridge.postgres[name],
+            // Process faults are refused on a cluster; nothing reads these.
+            data_dir: PathBuf::new(),
+            patroni_pid_file: None,
+            start_command: None,
+            log_file: None,
+        })
+        .collect();
+    let target = Target {
+        nodes,
+        supervisor: None,
+        write_dsn: format!("postgres://postgres@127.0.0.1:{}/postgres", bridge.write),
+        read_dsn: None,
+        password: Some(password),
+        password_env: None,
+        shop_database: Some("shop".to_owned()),
+        api_url: Some(format!("https://{}", env.config.domain)),
+        thresholds: Thresholds::default(),
+        workload_seconds: default_workload_seconds(),
+        fault_after_seconds: default_fault_after_seconds(),
+        // The manifests' Patroni: ttl 30, loop_wait 10 (templates/k8s/postgres.yaml.hbs).
+        ttl_seconds: 30,
+        settle_seconds: 120,
+        ledger_writers: default_ledger_writers(),
+        shoppers: default_shoppers(),
+        reports_dir,
+        kubernetes: Some(kube),
+        env: Some(env.name.clone()),
+    };
+    Ok((target, bridge))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_place_runs_its_own_faults() {
+        assert_eq!(
+            Mode::All.faults(false).unwrap(),
+            vec![
+                Fault::Switchover,
+                Fault::KillPostgres,
+                Fault::KillNode,
+                Fault::FreezeNode
+            ]
+        );
+        assert_eq!(
+            Mode::All.faults(true).unwrap(),
+            vec![Fault::Switchover, Fault::DeletePod, Fault::DrainNode]
+        );
+        assert_eq!(
+            Mode::Switchover.faults(true).unwrap(),
+            vec![Fault::Switchover]
+        );
+        assert_eq!(
+            Mode::DrainNode.faults(true).unwrap(),
+            vec![Fault::DrainNode]
+        );
+        assert_eq!(
+            Mode::FreezeNode.faults(true).unwrap_err().to_string(),
+            "--mode freeze-node cannot run on a Kubernetes cluster: its modes are switchover, delete-pod, drain-node, all"
+        );
+        assert_eq!(
+            Mode::DeletePod.faults(false).unwrap_err().to_string(),
+            "--mode delete-pod cannot run on local: its modes are switchover, kill-postgres, kill-node, freeze-node, all"
+        );
+        // A target file from before the cluster modes still reads, with their defaults.
+        let thresholds: Thresholds = serde_json::from_str(
+            r#"{"switchover_ms": 1, "kill_postgres_ms": 2, "kill_node_ms": 3, "freeze_node_ms": 4}"#,
+        )
+        .unwrap();
+        assert_eq!(thresholds.for_fault(Fault::DeletePod), 45_000);
+    }
 }

@@ -62,12 +62,7 @@ pub async fn run_history(project: &Project, args: &HistoryArgs) -> Result<ExitCo
     let env = load(project, &args.cluster)?;
     let cluster = connect(project, &env, args.cluster.kubeconfig.as_deref()).await?;
     let deployer = Deployer::new(&cluster, &env);
-    let revisions: Vec<Revision> = deployer
-        .history()
-        .await?
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect();
+    let revisions: Vec<Revision> = deployer.revisions().await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&revisions)?);
     } else if revisions.is_empty() {
@@ -148,12 +143,7 @@ pub async fn deploy(
         cluster.server
     );
     let deployer = Deployer::new(&cluster, env);
-    let revisions: Vec<Revision> = deployer
-        .history()
-        .await?
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect();
+    let revisions: Vec<Revision> = deployer.revisions().await?;
     if options.dry_run {
         return deployer.dry_run(&objects, &revisions).await;
     }
@@ -188,12 +178,7 @@ pub async fn teardown(
 ) -> Result<String> {
     let cluster = connect(project, env, kubeconfig).await?;
     let deployer = Deployer::new(&cluster, env);
-    let revisions: Vec<Revision> = deployer
-        .history()
-        .await?
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect();
+    let revisions: Vec<Revision> = deployer.revisions().await?;
     // The kinds: what is rendered now (placeholder values name the same objects) and
     // what the current revision applied.
     let rendered = render(project, env, crate::render::deploy_context(env))?;
@@ -386,6 +371,11 @@ impl<'a> Deployer<'a> {
         }
         revisions.sort_by_key(|(r, _)| r.number);
         Ok(revisions)
+    }
+
+    /// The recorded revisions, oldest first.
+    async fn revisions(&self) -> Result<Vec<Revision>> {
+        Ok(self.history().await?.into_iter().map(|(r, _)| r).collect())
     }
 
     async fn record(&self, revision: &Revision, objects: &[Object]) -> Result<()> {

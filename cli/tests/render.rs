@@ -112,6 +112,38 @@ fn default_output_goes_to_the_state_directory() {
         .is_file());
 }
 
+/// A line that gives a password a literal value (`password: hunter2`,
+/// `PASSWORD = 'x'`, SQL's `PASSWORD 'x'`, JSON's `"password": "x"`), as opposed to
+/// naming one: a comment, a shell variable (`password="$SHOP_DB_PASSWORD"`) or a psql
+/// variable (`PASSWORD :'password'`).
+fn assigns_a_password(line: &str) -> bool {
+    let line = line.trim_start().to_lowercase();
+    if line.starts_with('#') {
+        return false;
+    }
+    line.match_indices("password").any(|(at, word)| {
+        let after = &line[at + word.len()..];
+        // The closing quote of a key: `"password": ...`.
+        let after = match after.strip_prefix(['"', '\'']) {
+            Some(r) if r.trim_start().starts_with([':', '=']) => r,
+            _ => after,
+        };
+        let rest = after.trim_start();
+        if rest.starts_with(":'") {
+            return false; // psql's :'variable'
+        }
+        let value = if let Some(v) = rest.strip_prefix([':', '=']) {
+            v.trim_start()
+        } else if after.starts_with(char::is_whitespace) && rest.starts_with(['"', '\'']) {
+            rest
+        } else {
+            return false;
+        };
+        let value = value.trim_start_matches(['"', '\'']);
+        !(value.is_empty() || value.starts_with('$'))
+    })
+}
+
 #[test]
 fn no_secret_like_values_are_rendered() {
     let project = Project::new();
@@ -119,7 +151,6 @@ fn no_secret_like_values_are_rendered() {
     for env in ["local", "staging", "production"] {
         let text = tree_text(&out.join(env)).to_lowercase();
         for needle in [
-            "password",
             "secret_key",
             "aws_secret_access_key",
             "private_key",
@@ -127,5 +158,29 @@ fn no_secret_like_values_are_rendered() {
         ] {
             assert!(!text.contains(needle), "{env} renders `{needle}`");
         }
+        for line in text.lines() {
+            assert!(
+                !assigns_a_password(line),
+                "{env} renders a password: {line}"
+            );
+        }
+    }
+    // The rule catches a literal, however it is written.
+    for literal in [
+        "password: hunter2",
+        "  PATRONI_PASSWORD=\"x\"",
+        "CREATE ROLE shop PASSWORD 'x'",
+        "password = 'x'",
+        "{\"password\": \"x\"}",
+    ] {
+        assert!(assigns_a_password(literal), "{literal} is not caught");
+    }
+    for reference in [
+        "# the password comes from the Secret",
+        "psql \"$1\" -v password=\"$SHOP_DB_PASSWORD\" <<'SQL'",
+        "CREATE ROLE shop LOGIN PASSWORD :'password';",
+        "\"password_hash\": \"...\"",
+    ] {
+        assert!(!assigns_a_password(reference), "{reference} is a reference");
     }
 }

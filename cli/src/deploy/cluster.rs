@@ -158,10 +158,21 @@ impl Cluster {
         object: &Value,
         dry_run: bool,
     ) -> Result<Value, ClusterError> {
+        self.apply_as(FIELD_MANAGER, key, object, dry_run).await
+    }
+
+    /// Server-side apply under another field manager (fields shopctl sets once).
+    pub async fn apply_as(
+        &self,
+        manager: &str,
+        key: &Key,
+        object: &Value,
+        dry_run: bool,
+    ) -> Result<Value, ClusterError> {
         let api = self
             .api(&key.api_version, &key.kind, key.namespace.as_deref())
             .await?;
-        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        let mut params = PatchParams::apply(manager).force();
         if dry_run {
             params = params.dry_run();
         }

@@ -437,6 +437,7 @@ impl<'a> Deployer<'a> {
 
     /// Server-side dry run of every object; prints what would change.
     async fn dry_run(&self, objects: &[Object], revisions: &[Revision]) -> Result<Outcome> {
+        let autoscaled = plan::autoscaled(objects);
         let namespace_key = Key {
             api_version: "v1".into(),
             kind: "Namespace".into(),
@@ -455,7 +456,12 @@ impl<'a> Deployer<'a> {
                 Change::Create
             } else {
                 let live = self.cluster.get(&object.key).await?;
-                let after = self.cluster.apply(&object.key, &object.value, true).await?;
+                // As a deploy applies it: an autoscaled workload without its count.
+                let applied = match autoscaled.contains(&object.key) && live.is_some() {
+                    true => plan::split_replicas(&object.value).0,
+                    false => object.value.clone(),
+                };
+                let after = self.cluster.apply(&object.key, &applied, true).await?;
                 diff::change(live.as_ref(), &after)
             };
             let text = match &change {
@@ -600,6 +606,7 @@ impl<'a> Deployer<'a> {
     ) -> Result<(), RolloutFailure> {
         let deadline = Instant::now() + timeout;
         let steps = plan::steps(objects);
+        let autoscaled = plan::autoscaled(objects);
         let total = steps.len();
         let api = |e: anyhow::Error| RolloutFailure {
             what: format!("{e:#}"),
@@ -617,7 +624,8 @@ impl<'a> Deployer<'a> {
                 }
             }
             for object in &step.apply {
-                self.apply_one(object).await.map_err(api)?;
+                let scaled = autoscaled.contains(&object.key);
+                self.apply_one(object, scaled).await.map_err(api)?;
             }
             self.wait(
                 &step.wait_for,
@@ -641,7 +649,19 @@ impl<'a> Deployer<'a> {
         Ok(())
     }
 
-    async fn apply_one(&self, object: &Object) -> Result<()> {
+    async fn apply_one(&self, object: &Object, autoscaled: bool) -> Result<()> {
+        if autoscaled {
+            // The autoscaler owns the count: set once, on creation, under its own manager.
+            let (owned, initial) = plan::split_replicas(&object.value);
+            let created = self.cluster.get(&object.key).await?.is_none();
+            self.cluster.apply(&object.key, &owned, false).await?;
+            if let (true, Some(initial)) = (created, initial) {
+                self.cluster
+                    .apply_as(plan::INITIAL_REPLICAS_MANAGER, &object.key, &initial, false)
+                    .await?;
+            }
+            return Ok(());
+        }
         if object.key.kind != "Job" {
             self.cluster
                 .apply(&object.key, &object.value, false)

@@ -6,6 +6,8 @@
 //! waited for; then the app and workers, waited for; then what points at running pods
 //! (autoscalers, the ingress, backup schedules). Deleting goes the other way.
 
+use std::collections::BTreeSet;
+
 use serde_json::Value;
 
 use super::manifest::{Key, Object};
@@ -194,6 +196,47 @@ pub fn selector(workload: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// The field manager of the replica count a deploy sets once, when it creates an
+/// autoscaled workload. shopctl's own applies never carry the count, so they never own
+/// it and never reset what the autoscaler chose.
+pub const INITIAL_REPLICAS_MANAGER: &str = "shopctl-initial-replicas";
+
+/// The workloads a HorizontalPodAutoscaler among the objects scales.
+pub fn autoscaled(objects: &[Object]) -> BTreeSet<Key> {
+    objects
+        .iter()
+        .filter(|o| o.key.kind == "HorizontalPodAutoscaler")
+        .filter_map(|o| {
+            let target = &o.value["spec"]["scaleTargetRef"];
+            Some(Key {
+                api_version: target["apiVersion"].as_str()?.to_owned(),
+                kind: target["kind"].as_str()?.to_owned(),
+                namespace: o.key.namespace.clone(),
+                name: target["name"].as_str()?.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// An autoscaled workload as shopctl applies it (without `spec.replicas`), and the
+/// replica count alone, to apply once when the workload is created.
+pub fn split_replicas(object: &Value) -> (Value, Option<Value>) {
+    let mut owned = object.clone();
+    let Some(replicas) = owned["spec"]
+        .as_object_mut()
+        .and_then(|spec| spec.remove("replicas"))
+    else {
+        return (owned, None);
+    };
+    let initial = serde_json::json!({
+        "apiVersion": object["apiVersion"],
+        "kind": object["kind"],
+        "metadata": {"name": object["metadata"]["name"], "namespace": object["metadata"]["namespace"]},
+        "spec": {"replicas": replicas},
+    });
+    (owned, Some(initial))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +363,38 @@ mod tests {
         let selector = selector(&app.value);
         assert!(selector.contains("app.kubernetes.io/name="), "{selector}");
         assert_eq!(super::selector(&serde_json::json!({})), "");
+    }
+
+    #[test]
+    fn the_autoscaler_owns_the_replica_count_after_creation() {
+        let objects = rendered("staging");
+        let scaled = autoscaled(&objects);
+        let names: Vec<&str> = scaled.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, vec!["shop-app", "shop-worker"]);
+        let app = objects
+            .iter()
+            .find(|o| o.key.kind == "Deployment" && o.key.name == "shop-app")
+            .unwrap();
+        assert!(
+            scaled.contains(&app.key),
+            "the HPA names the rendered Deployment's key"
+        );
+        assert!(
+            app.value["spec"]["replicas"].is_number(),
+            "the rendered starting count"
+        );
+        let (owned, initial) = split_replicas(&app.value);
+        assert!(owned["spec"].get("replicas").is_none());
+        assert_eq!(owned["spec"]["template"], app.value["spec"]["template"]);
+        let initial = initial.unwrap();
+        assert_eq!(
+            initial["spec"],
+            serde_json::json!({"replicas": app.value["spec"]["replicas"]})
+        );
+        assert_eq!(initial["metadata"]["namespace"], "shop");
+        assert_eq!(initial["kind"], "Deployment");
+        let (_, none) = split_replicas(&serde_json::json!({"spec": {}}));
+        assert!(none.is_none());
     }
 
     #[test]

@@ -34,6 +34,8 @@ declare -A packages=(
   # images back; both started or run by the image tests on loopback.
   [docker-registry]=docker-registry
   [skopeo]=skopeo
+  # The HTTPS test of `up <env>`'s smoke step makes a throwaway self-signed certificate.
+  [openssl]=openssl
 )
 missing=()
 for cmd in "${!packages[@]}"; do

@@ -24,8 +24,7 @@ pub fn base_url(domain: &str) -> String {
 /// GETs every path of [`PATHS`] until each answers 200 (or the deadline passes); one line
 /// on what answered.
 pub async fn check(domain: &str, namespace: &str, deadline: Duration) -> Result<String> {
-    // reqwest's TLS is rustls, which the registry client's features turn on for the one
-    // reqwest build of this binary.
+    // rustls, with the platform's trust store (cli/Cargo.toml).
     let http = reqwest::Client::builder()
         .timeout(ATTEMPT_TIMEOUT)
         .redirect(reqwest::redirect::Policy::limited(3))
@@ -80,6 +79,81 @@ fn error_chain(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The check speaks TLS: against an HTTPS server on loopback whose certificate no one
+    /// trusts (a throwaway self-signed one), it fails on the certificate, not on the scheme.
+    #[tokio::test]
+    async fn the_check_speaks_tls_and_verifies_the_certificate() {
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let generated = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+            ])
+            .args(["-keyout", "key.pem", "-out", "cert.pem"])
+            .current_dir(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(generated.success());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = format!(
+            "import http.server, ssl\n\
+             s = http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler)\n\
+             c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain('cert.pem', 'key.pem')\n\
+             s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+             s.serve_forever()\n"
+        );
+        let mut child = Command::new("python3")
+            .args(["-c", &server])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the HTTPS server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let err = check(&format!("127.0.0.1:{port}"), "shop", Duration::ZERO)
+            .await
+            .unwrap_err();
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = format!("{err:#}").to_lowercase();
+        assert!(
+            text.contains(&format!(
+                "get https://127.0.0.1:{port}/readyz did not answer 200"
+            )),
+            "{text}"
+        );
+        // What the last attempt met (the hint after it names certificates too).
+        let last = text
+            .split("(last: ")
+            .nth(1)
+            .and_then(|t| t.lines().next())
+            .unwrap_or_default();
+        assert!(
+            last.contains("certificate"),
+            "not a TLS verification failure: {last}"
+        );
+    }
 
     #[test]
     fn the_endpoint_is_the_domain_over_https() {

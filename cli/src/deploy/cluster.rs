@@ -235,6 +235,24 @@ impl Cluster {
         }
     }
 
+    /// Replaces the object on the condition that it is still at the `resourceVersion`
+    /// the given object carries; false when it changed since (409 Conflict).
+    pub async fn replace(&self, key: &Key, object: &Value) -> Result<bool, ClusterError> {
+        let api = self
+            .api(&key.api_version, &key.kind, key.namespace.as_deref())
+            .await?;
+        let object: DynamicObject =
+            serde_json::from_value(object.clone()).expect("a Kubernetes object");
+        match api
+            .replace(&key.name, &PostParams::default(), &object)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(e) => Err(ClusterError::api(format!("replacing {key}"), e)),
+        }
+    }
+
     /// Deletes the object (its dependents in the background); false when it was gone.
     pub async fn delete(&self, key: &Key) -> Result<bool, ClusterError> {
         let api = self

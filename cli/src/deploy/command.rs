@@ -16,7 +16,7 @@ use super::history::{self, Outcome as Result_, Revision, HISTORY_LABEL};
 use super::manifest::{self, Key, Object, ENVIRONMENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
 use super::plan::{self, JobAction, Phase};
 use super::readiness::{self, Rollout};
-use super::{prune, secrets, Options, PushedImage};
+use super::{lock, prune, secrets, Options, PushedImage};
 use crate::cli::{ClusterArgs, DeployArgs, HistoryArgs, RollbackArgs};
 use crate::config::LoadedEnvironment;
 use crate::confirm::{confirm, Question};
@@ -113,9 +113,12 @@ pub async fn run_rollback(project: &Project, args: &RollbackArgs) -> Result<Exit
         keys: objects.iter().map(|o| o.key.clone()).collect(),
     };
     let deadline = Duration::from_secs(args.timeout);
+    deployer.lock(&objects, deadline).await?;
     let outcome = deployer
         .roll_out(record, &objects, &revisions, deadline, false)
-        .await?;
+        .await;
+    deployer.unlock().await;
+    let outcome = outcome?;
     eprintln!("{}: {}", env.name, outcome.summary);
     Ok(ExitCode::SUCCESS)
 }
@@ -157,7 +160,8 @@ pub async fn deploy(
         note: None,
         keys: objects.iter().map(|o| o.key.clone()).collect(),
     };
-    deployer
+    deployer.lock(&objects, options.timeout).await?;
+    let outcome = deployer
         .roll_out(
             record,
             &objects,
@@ -165,7 +169,9 @@ pub async fn deploy(
             options.timeout,
             options.rollback_on_failure,
         )
-        .await
+        .await;
+    deployer.unlock().await;
+    outcome
 }
 
 /// Deletes every Kubernetes object of the environment that shopctl deployed (by the
@@ -383,6 +389,65 @@ impl<'a> Deployer<'a> {
         let key = Key::of(&map).expect("named");
         self.cluster.apply(&key, &map, false).await?;
         Ok(())
+    }
+
+    fn lock_key(&self) -> Key {
+        Key {
+            api_version: "coordination.k8s.io/v1".into(),
+            kind: "Lease".into(),
+            namespace: Some(self.namespace.into()),
+            name: lock::NAME.into(),
+        }
+    }
+
+    /// Takes the environment's deploy lock (docs: `lock.rs`) for as long as a rollout and
+    /// a return to the last good revision may take. The namespace is applied first: the
+    /// Lease lives in it.
+    async fn lock(&self, objects: &[Object], timeout: Duration) -> Result<()> {
+        if let Some(namespace) = objects.iter().find(|o| o.key.kind == "Namespace") {
+            self.cluster
+                .apply(&namespace.key, &namespace.value, false)
+                .await?;
+        }
+        let key = self.lock_key();
+        let me = lock::identity();
+        let hold = timeout * 2 + Duration::from_secs(120);
+        for _ in 0..3 {
+            let live = self.cluster.get(&key).await?;
+            let taken = match lock::decide(live.as_ref(), SystemTime::now()) {
+                lock::Decision::Create => {
+                    let lease = lock::lease(self.namespace, self.env, &me, SystemTime::now(), hold, None);
+                    self.cluster.create_if_absent(&key, &lease).await?
+                }
+                lock::Decision::TakeOver { resource_version, holder } => {
+                    eprintln!("deploy: the lock of {holder} has expired; taking it over");
+                    let lease = lock::lease(self.namespace, self.env, &me, SystemTime::now(), hold, Some(&resource_version));
+                    self.cluster.replace(&key, &lease).await?
+                }
+                lock::Decision::Held { holder, since, expires_in } => bail!(
+                    "another deploy of {env} is running: {holder} holds its lock since {since} (it expires in {} s)\n  \
+                     hint: wait for it; if its holder is gone, `kubectl -n {ns} delete lease {}` frees the lock",
+                    expires_in.as_secs(),
+                    lock::NAME,
+                    env = self.env,
+                    ns = self.namespace
+                ),
+            };
+            if taken {
+                return Ok(());
+            }
+        }
+        bail!(
+            "the deploy lock of {} changed hands three times while taking it; try again",
+            self.env
+        )
+    }
+
+    /// Frees the lock (a failure leaves it to expire).
+    async fn unlock(&self) {
+        if let Err(e) = self.cluster.delete(&self.lock_key()).await {
+            eprintln!("deploy: could not free the lock ({e}); it expires by itself");
+        }
     }
 
     /// Every live object of these kinds carrying the environment's and shopctl's labels.

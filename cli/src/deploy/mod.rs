@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod command;
 pub mod diff;
 pub mod history;
+pub mod lock;
 pub mod manifest;
 pub mod plan;
 pub mod prune;

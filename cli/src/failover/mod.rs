@@ -39,7 +39,7 @@ pub struct Target {
     pub read_dsn: Option<String>,
     /// Password for the DSNs, if not in them.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Password>,
     /// ...or the environment variable holding it.
     #[serde(default)]
     pub password_env: Option<String>,
@@ -80,6 +80,17 @@ pub struct Target {
     /// The environment's name (for messages and for undoing cluster faults).
     #[serde(default)]
     pub env: Option<String>,
+}
+
+/// A password in a target: read from JSON as a plain string, never shown by `{:?}`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,7 +209,7 @@ impl Target {
     }
 
     pub fn password(&self) -> Option<String> {
-        if let Some(p) = &self.password {
+        if let Some(Password(p)) = &self.password {
             return Some(p.clone());
         }
         self.password_env
@@ -601,7 +612,7 @@ pub async fn target_for_kubernetes(
         supervisor: None,
         write_dsn: format!("postgres://postgres@127.0.0.1:{}/postgres", bridge.write),
         read_dsn: None,
-        password: Some(password),
+        password: Some(Password(password)),
         password_env: None,
         shop_database: Some("shop".to_owned()),
         api_url: Some(format!("https://{}", env.config.domain)),
@@ -655,6 +666,13 @@ mod tests {
             Mode::DeletePod.faults(false).unwrap_err().to_string(),
             "--mode delete-pod cannot run on local: its modes are switchover, kill-postgres, kill-node, freeze-node, all"
         );
+        // A target's password reads from JSON as a string and never shows in Debug.
+        let target: Target = serde_json::from_str(
+            r#"{"nodes": [], "write_dsn": "postgres://u@h/d", "password": "hunter2", "reports_dir": "r"}"#,
+        )
+        .unwrap();
+        assert_eq!(target.password().as_deref(), Some("hunter2"));
+        assert!(!format!("{target:?}").contains("hunter2"));
         // A target file from before the cluster modes still reads, with their defaults.
         let thresholds: Thresholds = serde_json::from_str(
             r#"{"switchover_ms": 1, "kill_postgres_ms": 2, "kill_node_ms": 3, "freeze_node_ms": 4}"#,

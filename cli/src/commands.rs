@@ -163,7 +163,7 @@ fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(command: F) -> Re
     result
 }
 
-fn templates(project: &Project) -> Result<Templates> {
+pub(crate) fn templates(project: &Project) -> Result<Templates> {
     Ok(Templates::load(
         &project.templates_dir(),
         Path::new("templates"),

@@ -9,6 +9,7 @@ mod deploy;
 mod doctor;
 mod eks;
 mod emulator;
+mod errors;
 mod failover;
 mod image;
 mod jobs;

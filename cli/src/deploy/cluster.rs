@@ -130,7 +130,7 @@ impl Cluster {
             .map_err(|e| ClusterError::UnknownKind {
                 api_version: api_version.into(),
                 kind: kind.into(),
-                reason: error_chain(&e),
+                reason: crate::errors::chain(&e),
             })?;
         let found = (resource, capabilities.scope == Scope::Namespaced);
         self.kinds.lock().await.insert(id, found.clone());
@@ -253,6 +253,24 @@ impl Cluster {
         }
     }
 
+    /// Polls every `every` until the object is gone; false when it is still there after
+    /// `within`.
+    pub async fn wait_gone(
+        &self,
+        key: &Key,
+        within: Duration,
+        every: Duration,
+    ) -> Result<bool, ClusterError> {
+        let started = std::time::Instant::now();
+        while self.get(key).await?.is_some() {
+            if started.elapsed() > within {
+                return Ok(false);
+            }
+            tokio::time::sleep(every).await;
+        }
+        Ok(true)
+    }
+
     /// Deletes the object (its dependents in the background); false when it was gone.
     pub async fn delete(&self, key: &Key) -> Result<bool, ClusterError> {
         let api = self
@@ -277,21 +295,6 @@ fn version_failure(error: &kube::Error) -> String {
             ),
             code => format!("HTTP {code} to GET /version: this is not a Kubernetes API server (is the kubeconfig's server URL right?)"),
         },
-        other => error_chain(other),
+        other => crate::errors::chain(other),
     }
-}
-
-/// An error and its causes on one line: "connection refused" is usually a few levels down.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -21,7 +21,6 @@ use crate::cli::{ClusterArgs, DeployArgs, HistoryArgs, RollbackArgs};
 use crate::config::LoadedEnvironment;
 use crate::confirm::{confirm, Question};
 use crate::project::Project;
-use crate::render::Templates;
 
 /// How a deploy ended.
 #[derive(Debug, Clone)]
@@ -113,12 +112,9 @@ pub async fn run_rollback(project: &Project, args: &RollbackArgs) -> Result<Exit
         keys: objects.iter().map(|o| o.key.clone()).collect(),
     };
     let deadline = Duration::from_secs(args.timeout);
-    deployer.lock(&objects, deadline).await?;
     let outcome = deployer
         .roll_out(record, &objects, &revisions, deadline, false)
-        .await;
-    deployer.unlock().await;
-    let outcome = outcome?;
+        .await?;
     eprintln!("{}: {}", env.name, outcome.summary);
     Ok(ExitCode::SUCCESS)
 }
@@ -160,8 +156,7 @@ pub async fn deploy(
         note: None,
         keys: objects.iter().map(|o| o.key.clone()).collect(),
     };
-    deployer.lock(&objects, options.timeout).await?;
-    let outcome = deployer
+    deployer
         .roll_out(
             record,
             &objects,
@@ -169,9 +164,7 @@ pub async fn deploy(
             options.timeout,
             options.rollback_on_failure,
         )
-        .await;
-    deployer.unlock().await;
-    outcome
+        .await
 }
 
 /// Deletes every Kubernetes object of the environment that shopctl deployed (by the
@@ -204,27 +197,25 @@ pub async fn teardown(
             deleted += 1;
         }
     }
-    let namespace_key = Key {
-        api_version: "v1".into(),
-        kind: "Namespace".into(),
-        namespace: None,
-        name: namespace.into(),
-    };
-    let spinner = spinner(&format!("deleting namespace {namespace}"));
+    let namespace_key = deployer.namespace_key();
+    let spinner = crate::image::command::spinner(&format!("deleting namespace {namespace}"));
     let had_namespace = cluster.delete(&namespace_key).await?;
-    let started = Instant::now();
-    while had_namespace && cluster.get(&namespace_key).await?.is_some() {
-        if started.elapsed() > Duration::from_secs(300) {
-            spinner.finish_and_clear();
-            bail!(
-                "namespace {namespace} is still terminating after 300 s (a finalizer waits)\n  \
-                 hint: `kubectl get namespace {namespace} -o yaml` shows which; `shopctl down {}` again continues",
-                env.name
-            );
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    let gone = !had_namespace
+        || cluster
+            .wait_gone(
+                &namespace_key,
+                Duration::from_secs(300),
+                Duration::from_secs(2),
+            )
+            .await?;
     spinner.finish_and_clear();
+    if !gone {
+        bail!(
+            "namespace {namespace} is still terminating after 300 s (a finalizer waits)\n  \
+             hint: `kubectl get namespace {namespace} -o yaml` shows which; `shopctl down {}` again continues",
+            env.name
+        );
+    }
     Ok(format!(
         "deleted {deleted} objects{}",
         if had_namespace {
@@ -244,12 +235,6 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-fn spinner(message: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new_spinner().with_message(message.to_owned());
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
 }
 
 async fn connect(
@@ -321,7 +306,7 @@ fn arns_of(outputs: &Value, env: &str) -> Result<(String, String)> {
 
 /// The environment's manifests rendered with these deploy-time values.
 fn render(project: &Project, env: &LoadedEnvironment, deploy: Value) -> Result<Vec<Object>> {
-    let templates = Templates::load(&project.templates_dir(), Path::new("templates"))?;
+    let templates = crate::commands::templates(project)?;
     let mut context = crate::render::context(env);
     context["deploy"] = deploy;
     let tree = templates.render_value(&context)?;
@@ -391,13 +376,28 @@ impl<'a> Deployer<'a> {
         Ok(())
     }
 
-    fn lock_key(&self) -> Key {
+    /// The key of an object of the environment's namespace.
+    fn key(&self, api_version: &str, kind: &str, name: &str) -> Key {
         Key {
-            api_version: "coordination.k8s.io/v1".into(),
-            kind: "Lease".into(),
+            api_version: api_version.into(),
+            kind: kind.into(),
             namespace: Some(self.namespace.into()),
-            name: lock::NAME.into(),
+            name: name.into(),
         }
+    }
+
+    /// The key of the environment's namespace itself.
+    fn namespace_key(&self) -> Key {
+        Key {
+            api_version: "v1".into(),
+            kind: "Namespace".into(),
+            namespace: None,
+            name: self.namespace.into(),
+        }
+    }
+
+    fn lock_key(&self) -> Key {
+        self.key("coordination.k8s.io/v1", "Lease", lock::NAME)
     }
 
     /// Takes the environment's deploy lock (docs: `lock.rs`) for as long as a rollout and
@@ -471,13 +471,12 @@ impl<'a> Deployer<'a> {
     async fn ensure_secrets(&self) -> Result<usize> {
         let mut existing = BTreeSet::new();
         for name in secrets::NAMES {
-            let key = Key {
-                api_version: "v1".into(),
-                kind: "Secret".into(),
-                namespace: Some(self.namespace.into()),
-                name: name.into(),
-            };
-            if self.cluster.get(&key).await?.is_some() {
+            if self
+                .cluster
+                .get(&self.key("v1", "Secret", name))
+                .await?
+                .is_some()
+            {
                 existing.insert(name.to_owned());
             }
         }
@@ -503,13 +502,7 @@ impl<'a> Deployer<'a> {
     /// Server-side dry run of every object; prints what would change.
     async fn dry_run(&self, objects: &[Object], revisions: &[Revision]) -> Result<Outcome> {
         let autoscaled = plan::autoscaled(objects);
-        let namespace_key = Key {
-            api_version: "v1".into(),
-            kind: "Namespace".into(),
-            namespace: None,
-            name: self.namespace.into(),
-        };
-        let namespace_exists = self.cluster.get(&namespace_key).await?.is_some();
+        let namespace_exists = self.cluster.get(&self.namespace_key()).await?.is_some();
         let mut table = comfy_table::Table::new();
         table
             .load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
@@ -573,9 +566,26 @@ impl<'a> Deployer<'a> {
         })
     }
 
-    /// Records the revision, applies it phase by phase, prunes, and on a rollout that is
-    /// not ready in time returns to the last good revision (when asked to).
+    /// Under the environment's deploy lock: records the revision, applies it phase by
+    /// phase, prunes, and on a rollout that is not ready in time returns to the last good
+    /// revision (when asked to).
     async fn roll_out(
+        &self,
+        record: Revision,
+        objects: &[Object],
+        revisions: &[Revision],
+        timeout: Duration,
+        rollback_on_failure: bool,
+    ) -> Result<Outcome> {
+        self.lock(objects, timeout).await?;
+        let outcome = self
+            .roll_out_locked(record, objects, revisions, timeout, rollback_on_failure)
+            .await;
+        self.unlock().await;
+        outcome
+    }
+
+    async fn roll_out_locked(
         &self,
         mut record: Revision,
         objects: &[Object],
@@ -741,12 +751,13 @@ impl<'a> Deployer<'a> {
             JobAction::Create => {}
             JobAction::Replace => {
                 self.cluster.delete(&object.key).await?;
-                let started = Instant::now();
-                while self.cluster.get(&object.key).await?.is_some() {
-                    if started.elapsed() > Duration::from_secs(120) {
-                        bail!("{} is still being deleted after 120 s", object.key);
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                let within = Duration::from_secs(120);
+                if !self
+                    .cluster
+                    .wait_gone(&object.key, within, Duration::from_secs(1))
+                    .await?
+                {
+                    bail!("{} is still being deleted after 120 s", object.key);
                 }
             }
         }
@@ -764,7 +775,7 @@ impl<'a> Deployer<'a> {
         if keys.is_empty() {
             return Ok(());
         }
-        let spinner = spinner(label);
+        let spinner = crate::image::command::spinner(label);
         let result = self.poll(keys, deadline, label, &spinner).await;
         spinner.finish_and_clear();
         result
@@ -858,12 +869,7 @@ impl<'a> Deployer<'a> {
     async fn expire(&self, revisions: &[Revision]) -> Result<()> {
         // The new revision is not in `revisions`: keep one fewer of the older ones.
         for number in history::expired(revisions, history::KEEP - 1) {
-            let key = Key {
-                api_version: "v1".into(),
-                kind: "ConfigMap".into(),
-                namespace: Some(self.namespace.into()),
-                name: Revision::config_map_name(number),
-            };
+            let key = self.key("v1", "ConfigMap", &Revision::config_map_name(number));
             self.cluster.delete(&key).await?;
         }
         Ok(())

@@ -28,7 +28,7 @@ pub async fn describe(
         }
         Err(e) => Err(ImageError::Aws {
             call: "ECR DescribeRepositories",
-            detail: aws_error(&e),
+            detail: crate::errors::chain(&e),
         }),
     }
 }
@@ -54,7 +54,7 @@ pub async fn credentials(sdk: &aws_config::SdkConfig) -> Result<Credentials, Ima
         .await
         .map_err(|e| ImageError::Aws {
             call: "ECR GetAuthorizationToken",
-            detail: aws_error(&e),
+            detail: crate::errors::chain(&e),
         })?;
     let token = out
         .authorization_data()
@@ -118,7 +118,7 @@ pub async fn list(
             Err(e) => {
                 return Err(ImageError::Aws {
                     call: "ECR DescribeImages",
-                    detail: aws_error(&e),
+                    detail: crate::errors::chain(&e),
                 })
             }
         };
@@ -147,17 +147,6 @@ fn missing(name: &str, sdk: &aws_config::SdkConfig, env: &str) -> ImageError {
         region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
         env: env.to_owned(),
     }
-}
-
-/// An SDK error with its cause ("dispatch failure" alone says nothing).
-fn aws_error(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text = format!("{text}: {e}");
-        source = e.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub async fn check(domain: &str, namespace: &str, deadline: Duration) -> Result<
             let outcome = match http.get(&url).send().await {
                 Ok(response) if response.status().is_success() => break,
                 Ok(response) => format!("answered {}", response.status()),
-                Err(e) => error_chain(&e),
+                Err(e) => crate::errors::chain(&e),
             };
             if started.elapsed() >= deadline {
                 spinner.finish_and_clear();
@@ -62,18 +62,6 @@ pub async fn check(domain: &str, namespace: &str, deadline: Duration) -> Result<
         answered.join(" and "),
         started.elapsed().as_secs_f64()
     ))
-}
-
-/// reqwest's error with its causes (the DNS or TLS failure is in the chain).
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

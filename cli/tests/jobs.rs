@@ -7,7 +7,7 @@ mod common;
 #[path = "../../app/tests/api/rabbitmq.rs"]
 mod rabbitmq;
 
-use common::Project;
+use common::{free_port, Project};
 use lapin::{
     options::{
         BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,

@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -41,25 +41,13 @@ impl Drop for DownOnDrop<'_> {
     }
 }
 
-/// `count` consecutive free loopback ports.
-fn free_block(count: u16) -> u16 {
-    let seed = std::process::id() as u16;
-    for attempt in 0..200u16 {
-        let base = 20_000 + (seed.wrapping_mul(31).wrapping_add(attempt * 97)) % 30_000;
-        if (base..base + count).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no block of {count} free ports");
-}
-
 /// The project with every [local.ports] key (and [jobs] amqp_url) moved to free ports.
 fn project_on_free_ports() -> Project {
     let project = Project::new();
     // Patroni and PostgreSQL run as the postgres account when the tests run as root: it
     // must be able to reach the state directory under the temporary directory.
     std::fs::set_permissions(project.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let base = free_block(40);
+    let base = common::free_ports(40);
     let keys = [
         ("http", 8080, 0),
         ("app", 8101, 1),

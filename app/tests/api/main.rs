@@ -3,6 +3,7 @@
 
 #[allow(dead_code)]
 mod harness;
+use harness::free_port;
 #[allow(dead_code)]
 mod kafka;
 

@@ -7,8 +7,12 @@
 //! Shared with the CLI's tests (`#[path]`), so it uses only std, libc and tempfile.
 #![allow(dead_code)]
 
+// The including test crate provides `free_port` at its root (the app's harness, the CLI's
+// common module), so both allocate ports from one cursor.
+use super::free_port;
+
 use std::{
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::Mutex,
@@ -21,14 +25,6 @@ pub struct RabbitServer {
     pub node: String,
     dir: tempfile::TempDir,
     child: Mutex<Option<Child>>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A RabbitMQ command: Debian's real scripts under /usr/lib/rabbitmq/bin (the /usr/sbin

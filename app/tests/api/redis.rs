@@ -59,11 +59,7 @@ impl RedisServer {
             .prefix("shop-test-redis")
             .tempdir()
             .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::harness::free_port();
         let server = RedisServer {
             port,
             dir,

@@ -2,7 +2,7 @@
 //! tests/tools.sh makes) on a loopback port, storing every accepted message as a file.
 
 use std::{
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -40,11 +40,7 @@ impl SmtpSink {
             .prefix("shop-test-smtp")
             .tempdir()
             .unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::harness::free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/smtp_sink.py");
         let mut command = Command::new(venv_python());
         command

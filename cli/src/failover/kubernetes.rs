@@ -146,11 +146,7 @@ impl Kubernetes {
             .pods()
             .list(&ListParams::default().labels(&self.selector))
             .await?;
-        let mut pods: Vec<Value> = list
-            .items
-            .into_iter()
-            .map(|p| serde_json::to_value(p).expect("pods serialize"))
-            .collect();
+        let mut pods = as_json(list.items);
         pods.sort_by(|a, b| {
             a["metadata"]["name"]
                 .as_str()
@@ -215,12 +211,7 @@ impl Kubernetes {
             .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
             .await
             .with_context(|| format!("listing the pods on node {node}"))?;
-        let pods: Vec<Value> = on_node
-            .items
-            .into_iter()
-            .map(|p| serde_json::to_value(p).expect("pods serialize"))
-            .collect();
-        let mut pending = drain_plan(&pods);
+        let mut pending = drain_plan(&as_json(on_node.items));
         let total = pending.len();
         let deadline = tokio::time::Instant::now() + within;
         while !pending.is_empty() {
@@ -321,6 +312,13 @@ impl Kubernetes {
 }
 
 /// Sets or clears `spec.unschedulable` on a node.
+/// Pods as JSON, the form [`leader`] and [`drain_plan`] take (and their tests build).
+fn as_json(pods: Vec<Pod>) -> Vec<Value> {
+    pods.into_iter()
+        .map(|p| serde_json::to_value(p).expect("pods serialize"))
+        .collect()
+}
+
 async fn cordon(client: &Client, node: &str, unschedulable: bool) -> Result<()> {
     let nodes: Api<KubeNode> = Api::all(client.clone());
     nodes

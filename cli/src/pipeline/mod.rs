@@ -3,8 +3,9 @@
 //! kubeconfig, deploy, smoke), resumable through `.shopctl/<env>/up.json` ([`progress`]).
 //!
 //! Each step is the same code as its own command (`apply`, `image build`, `image push`,
-//! `kubeconfig`, `deploy`); this module orders them, fingerprints their inputs and keeps
-//! the record.
+//! `kubeconfig`, `deploy`), called from one method of [`steps::Up`] that fingerprints its
+//! inputs; [`runner::Runner`] decides what is skipped and keeps the record; [`up`] orders
+//! the steps. [`down`] takes an environment down.
 //!
 //! The emulator rule: when the AWS API is an emulator (aws.endpoint_url or
 //! --aws-endpoint), the EKS cluster it describes has no Kubernetes API behind its endpoint,
@@ -12,24 +13,30 @@
 //! smoke need an explicit --kubeconfig and image-push an explicit --registry; shopctl
 //! never connects to the addresses the emulator makes up.
 
+mod down;
 mod progress;
+mod runner;
 mod smoke;
+mod steps;
+
+pub use down::down;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::ValueEnum;
 use sha2::Digest;
 
-use crate::cli::{DownArgs, UpArgs};
-use crate::commands::{load, render_env, shown, terraform_log, workspace};
+use crate::cli::UpArgs;
 use crate::config::LoadedEnvironment;
 use crate::confirm::{confirm, Question};
 use crate::project::Project;
-use progress::{Decision, Done, Facts, Progress};
+use progress::{Facts, Progress};
+use runner::Runner;
+use steps::Up;
 
 /// The steps of `up <env>`, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -175,6 +182,8 @@ fn facts<const N: usize>(pairs: [(&str, String); N]) -> Facts {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
+/// Now, to the second: `up.json` is read by people (local's state files keep the
+/// nanoseconds, for ordering events).
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
@@ -183,213 +192,14 @@ fn now_rfc3339() -> String {
         .expect("a time formats as RFC 3339")
 }
 
-/// Why a done step is skipped, in words.
-fn same(step: Step, args: &UpArgs) -> &'static str {
-    match step {
-        Step::Terraform => "same configuration",
-        Step::ImageBuild if args.app_bin.is_some() => "same commit and binary",
-        Step::ImageBuild => "same commit",
-        Step::ImagePush => "same image and registry",
-        Step::Kubeconfig => "same cluster",
-        Step::Deploy => "same image and manifests",
-        Step::Smoke => "same endpoint",
-    }
-}
-
-/// One line of the closing summary.
-struct Line {
-    step: Step,
-    took: Option<Duration>,
-    detail: String,
-}
-
-/// The steps' bookkeeping: the record, the summary, and the rule that once a step runs,
-/// every later one runs too.
-struct Runner<'a> {
-    args: &'a UpArgs,
-    file: PathBuf,
-    progress: Progress,
-    /// A step ran (or --restart): every later step runs.
-    rerun: bool,
-    lines: Vec<Line>,
-    today: String,
-}
-
-impl Runner<'_> {
-    /// The record of `step` when it is done with these inputs (and `still_there` holds:
-    /// its output was not removed since), after saying so; None when it must run.
-    fn skip(
-        &mut self,
-        step: Step,
-        inputs: &Facts,
-        still_there: impl Fn(&Done) -> bool,
-    ) -> Option<Done> {
-        if self.rerun {
-            return None;
-        }
-        let label = step.label();
-        match self.progress.decide(step, inputs) {
-            Decision::NotDone => None,
-            Decision::Same(done) if still_there(done) => {
-                let when = progress::when(&done.finished_at, &self.today);
-                let reason = same(step, self.args);
-                eprintln!("{label}: done {when}, {reason}; skipped");
-                let done = done.clone();
-                self.lines.push(Line {
-                    step,
-                    took: None,
-                    detail: format!("done {when}, {reason}"),
-                });
-                Some(done)
-            }
-            Decision::Same(done) => {
-                let when = progress::when(&done.finished_at, &self.today);
-                eprintln!("{label}: done {when}, but what it made is gone; running it again");
-                None
-            }
-            Decision::Changed { done, what } => {
-                let when = progress::when(&done.finished_at, &self.today);
-                eprintln!(
-                    "{label}: done {when}, but its inputs changed since ({}); running it again",
-                    what.join(", ")
-                );
-                None
-            }
-        }
-    }
-
-    /// Says what the step does and forgets it and every later step: from here on, a
-    /// failure leaves them not done.
-    fn start(&mut self, step: Step, what: &str) -> Result<Instant> {
-        self.rerun = true;
-        self.progress.forget_from(step);
-        self.progress.save(&self.file)?;
-        eprintln!("{}: {what}", step.label());
-        Ok(Instant::now())
-    }
-
-    /// Records a step that succeeded, or turns its error into one that ends with the
-    /// command that resumes.
-    fn finish<T>(
-        &mut self,
-        step: Step,
-        inputs: Facts,
-        started: Instant,
-        result: Result<(T, Facts, String)>,
-    ) -> Result<T> {
-        let (value, outputs, summary) = result.map_err(|e| self.failed(step, e))?;
-        let took = started.elapsed();
-        self.progress.record(
-            step,
-            Done {
-                finished_at: now_rfc3339(),
-                seconds: (took.as_secs_f64() * 10.0).round() / 10.0,
-                inputs,
-                outputs,
-                summary: summary.clone(),
-            },
-        );
-        self.progress.save(&self.file)?;
-        eprintln!("{}: {summary} ({:.1} s)", step.label(), took.as_secs_f64());
-        self.lines.push(Line {
-            step,
-            took: Some(took),
-            detail: summary,
-        });
-        Ok(value)
-    }
-
-    fn failed(&self, step: Step, error: anyhow::Error) -> anyhow::Error {
-        if error.is::<crate::terraform::Interrupted>() {
-            return error;
-        }
-        anyhow!(
-            "{} failed: {error:#}\n  next: when that is fixed, `{}` resumes from {step} (the steps done are skipped)",
-            step.label(),
-            command_line(self.args, self.args.until)
-        )
-    }
-
-    /// A step that cannot run as asked: not recorded, and the way on is named.
-    fn refuse(&self, step: Step, why: String, next: String) -> anyhow::Error {
-        anyhow!("{} refused: {why}\n  next: {next}", step.label())
-    }
-
-    fn summary(&self, env: &str, started: Instant) {
-        let ran = self.lines.iter().filter(|l| l.took.is_some()).count();
-        eprintln!(
-            "{env}: {} step(s) in {:.1} s ({ran} ran, {} skipped)",
-            self.lines.len(),
-            started.elapsed().as_secs_f64(),
-            self.lines.len() - ran
-        );
-        for line in &self.lines {
-            let took = line
-                .took
-                .map(|t| format!("{:.1} s", t.as_secs_f64()))
-                .unwrap_or_else(|| "skipped".into());
-            eprintln!("  {:<12} {took:>9}  {}", line.step.name(), line.detail);
-        }
-    }
-}
-
 /// `shopctl up <env>` for an environment on EKS.
 pub async fn up(project: &Project, args: &UpArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let env = load(project, &args.env, &args.endpoint, false)?;
-    if args.aws {
-        bail!(
-            "--aws is for local environments; `shopctl up {0}` applies {0}'s Terraform stack as its first step",
-            env.name
-        );
-    }
+    let up = Up::new(project, args)?;
     let until = args.until.unwrap_or(Step::Smoke);
-    let emulator = emulator(&env);
-    let state_dir = project.state_dir(&env.name);
-    let domain = env.config.domain.as_str().to_owned();
-    let namespace = env.config.kubernetes.namespace.as_str().to_owned();
-    let cluster = crate::status::cluster_name(&env.name);
-    let registry = match &args.registry.registry {
-        Some(url) => url.clone(),
-        None => format!("ECR {}", env.config.ecr.repository.as_str()),
-    };
-    let kubeconfig = args
-        .kubeconfig
-        .clone()
-        .unwrap_or_else(|| crate::eks::command::default_path(project, &env.name));
-
-    let plan = [
-        (
-            Step::Terraform,
-            "plan and apply the Terraform stack".to_owned(),
-        ),
-        (
-            Step::ImageBuild,
-            match &args.app_bin {
-                Some(path) => format!("the app's image, packaging {}", path.display()),
-                None => "the app's image (cargo build --release)".to_owned(),
-            },
-        ),
-        (Step::ImagePush, format!("to {registry}")),
-        (
-            Step::Kubeconfig,
-            match &args.kubeconfig {
-                Some(path) => format!("given: {}", path.display()),
-                None => format!("for the EKS cluster {cluster}"),
-            },
-        ),
-        (
-            Step::Deploy,
-            format!("the Kubernetes manifests, namespace {namespace}"),
-        ),
-        (
-            Step::Smoke,
-            format!("GET {}/readyz and /healthz", smoke::base_url(&domain)),
-        ),
-    ];
     eprintln!(
         "{}: up, {} of {} steps{}{}",
-        env.name,
+        up.env.name,
         until.number(),
         Step::ALL.len(),
         if until == Step::Smoke {
@@ -397,13 +207,13 @@ pub async fn up(project: &Project, args: &UpArgs) -> Result<ExitCode> {
         } else {
             format!(" (--until {until})")
         },
-        emulator
+        up.emulator
             .as_ref()
             .map(|url| format!("; AWS API: the emulator at {url}"))
             .unwrap_or_default()
     );
-    for (step, what) in &plan {
-        let later = if *step > until { "  (not now)" } else { "" };
+    for (step, what) in up.plan() {
+        let later = if step > until { "  (not now)" } else { "" };
         eprintln!("  {}. {:<12} {what}{later}", step.number(), step.name());
     }
     let changes: Vec<&str> = [
@@ -418,8 +228,8 @@ pub async fn up(project: &Project, args: &UpArgs) -> Result<ExitCode> {
     confirm(
         &Question {
             action: "bring up",
-            env: &env.name,
-            tier: env.config.tier,
+            env: &up.env.name,
+            tier: up.env.config.tier,
             detail: format!(
                 "{} (steps already done with the same inputs are skipped)",
                 changes.join(", ")
@@ -429,440 +239,30 @@ pub async fn up(project: &Project, args: &UpArgs) -> Result<ExitCode> {
     )
     .await?;
 
-    let file = state_dir.join(Progress::FILE);
-    let progress = if args.restart {
-        eprintln!(
-            "{}: --restart: the recorded progress is forgotten",
-            env.name
-        );
-        Progress::default()
-    } else {
-        Progress::load(&file)?
-    };
-    let mut runner = Runner {
-        args,
-        file,
-        progress,
-        rerun: args.restart,
-        lines: Vec::new(),
-        today: now_rfc3339().chars().take(10).collect(),
-    };
-    let stop = |runner: &Runner, step: Step| -> Option<ExitCode> {
-        if step != until {
-            return None;
-        }
-        runner.summary(&env.name, started);
-        match step.next() {
-            Some(next) => eprintln!(
-                "{}: stopped after {step} (--until); next: {next}, with `{}`",
-                env.name,
-                command_line(args, None)
-            ),
-            None => eprintln!("{}: up", env.name),
-        }
-        Some(ExitCode::SUCCESS)
-    };
-
-    // 1. terraform
-    let tree = render_env(project, &env)?;
-    let config_file = project
-        .environments_dir()
-        .join(format!("{}.toml", env.name));
-    let config_bytes = std::fs::read(&config_file)
-        .with_context(|| format!("cannot read {}", config_file.display()))?;
-    let aws = emulator.clone().unwrap_or_else(|| "AWS".into());
-    let inputs = facts([
-        ("config", sha256_hex(&config_bytes)),
-        ("terraform", tree_hash(&tree, "terraform")),
-        ("aws", aws.clone()),
-    ]);
-    if runner.skip(Step::Terraform, &inputs, |_| true).is_none() {
-        let log = terraform_log(&state_dir);
-        let t = runner.start(
-            Step::Terraform,
-            &format!(
-                "plan and apply (Terraform's output: {})",
-                shown(project, &log).display()
-            ),
-        )?;
-        let result = async {
-            let workspace = workspace(project, &env, &tree, Some(log)).await?;
-            let summary = workspace.plan(false).await?;
-            if !summary.is_empty() {
-                workspace.apply_plan().await?;
-            }
-            let said = if summary.is_empty() {
-                "nothing to change".to_owned()
-            } else {
-                format!("applied: {summary}")
-            };
-            Ok(((), Facts::new(), said))
-        }
-        .await;
-        runner.finish(Step::Terraform, inputs, t, result)?;
+    let file = up.state_dir.join(Progress::FILE);
+    let mut runner = Runner::new(args, &up.env.name, started, file)?;
+    up.terraform(&mut runner).await?;
+    if runner.stops_after(Step::Terraform) {
+        return Ok(ExitCode::SUCCESS);
     }
-    if let Some(code) = stop(&runner, Step::Terraform) {
-        return Ok(code);
+    let digest = up.image_build(&mut runner)?;
+    if runner.stops_after(Step::ImageBuild) {
+        return Ok(ExitCode::SUCCESS);
     }
-
-    // 2. image-build
-    let source = crate::image::Source::discover(&project.root);
-    let mut inputs = facts([
-        ("commit", source.revision.clone()),
-        ("epoch", source.epoch.to_string()),
-    ]);
-    if source.revision.ends_with("-dirty") {
-        inputs.insert("changes".into(), worktree_changes(&project.root));
+    let pushed = up.image_push(&mut runner, &digest).await?;
+    if runner.stops_after(Step::ImagePush) {
+        return Ok(ExitCode::SUCCESS);
     }
-    let binary = match &args.app_bin {
-        Some(path) => sha256_hex(
-            &std::fs::read(path)
-                .with_context(|| format!("--app-bin: cannot read {}", path.display()))?,
-        ),
-        None => "cargo build --release".to_owned(),
-    };
-    inputs.insert("binary".into(), binary);
-    let layout = crate::image::layout_dir(&project.root);
-    let layout_digest = || {
-        crate::image::layout::Image::read(&layout)
-            .ok()
-            .map(|(image, _)| image.digest)
-    };
-    let image_digest = match runner.skip(Step::ImageBuild, &inputs, |done| {
-        done.outputs
-            .get("digest")
-            .is_some_and(|digest| layout_digest().as_ref() == Some(digest))
-    }) {
-        Some(done) => done.outputs["digest"].clone(),
-        None => {
-            let t = runner.start(
-                Step::ImageBuild,
-                &format!("into {}", shown(project, &layout).display()),
-            )?;
-            let result = crate::image::command::build_image(project, args.app_bin.as_deref(), None)
-                .map(|(built, _)| {
-                    let said = format!(
-                        "{} (tag {}), {:.1} MB compressed, {} of {} layers unchanged",
-                        built.digest,
-                        built.tag,
-                        built.size_bytes as f64 / 1e6,
-                        built.layers_reused,
-                        built.layers.len()
-                    );
-                    let digest = built.digest.clone();
-                    (digest.clone(), facts([("digest", digest)]), said)
-                });
-            runner.finish(Step::ImageBuild, inputs, t, result)?
-        }
-    };
-    if let Some(code) = stop(&runner, Step::ImageBuild) {
-        return Ok(code);
+    up.kubeconfig(&mut runner).await?;
+    if runner.stops_after(Step::Kubeconfig) {
+        return Ok(ExitCode::SUCCESS);
     }
-
-    // 3. image-push
-    let record_file = crate::image::pushed::path(project, &env.name);
-    let mut inputs = facts([
-        ("image", image_digest.clone()),
-        ("registry", registry.clone()),
-    ]);
-    if args.registry.registry.is_none() {
-        inputs.insert("aws".into(), aws.clone());
+    up.deploy(&mut runner, &pushed).await?;
+    if runner.stops_after(Step::Deploy) {
+        return Ok(ExitCode::SUCCESS);
     }
-    let recorded = || crate::image::pushed::read(&record_file).ok().flatten();
-    let pushed = match runner.skip(Step::ImagePush, &inputs, |done| {
-        recorded().is_some_and(|r| Some(&r.digest) == done.outputs.get("digest"))
-    }) {
-        Some(_) => recorded().context("pushed-image.json vanished")?,
-        None => {
-            if let (Some(url), None) = (&emulator, &args.registry.registry) {
-                return Err(runner.refuse(
-                    Step::ImagePush,
-                    format!(
-                        "the AWS API is an emulator ({url}); its ECR repository has no registry behind its URI"
-                    ),
-                    format!(
-                        "push to a registry of your own with --registry URL, e.g. `{} --registry http://127.0.0.1:5000`",
-                        command_line(args, args.until)
-                    ),
-                ));
-            }
-            let t = runner.start(Step::ImagePush, &format!("{image_digest} to {registry}"))?;
-            let result = crate::image::command::push_image(project, &env, &args.registry, None)
-                .await
-                .map(|(pushed, record)| {
-                    let said = format!(
-                        "{}: {} of {} blobs uploaded ({:.1} MB); recorded in {}",
-                        record.reference(),
-                        pushed.blobs_uploaded,
-                        pushed.blobs_uploaded + pushed.blobs_present,
-                        pushed.bytes_uploaded as f64 / 1e6,
-                        shown(project, &record_file).display()
-                    );
-                    let outputs = facts([("digest", record.digest.clone())]);
-                    (record, outputs, said)
-                });
-            runner.finish(Step::ImagePush, inputs, t, result)?
-        }
-    };
-    if let Some(code) = stop(&runner, Step::ImagePush) {
-        return Ok(code);
-    }
-
-    // 4. kubeconfig
-    if let Some(path) = &args.kubeconfig {
-        if !path.is_file() {
-            return Err(runner.failed(
-                Step::Kubeconfig,
-                anyhow!("--kubeconfig {}: no such file", path.display()),
-            ));
-        }
-        eprintln!(
-            "{}: given with --kubeconfig ({}); nothing to write",
-            Step::Kubeconfig.label(),
-            path.display()
-        );
-        runner.lines.push(Line {
-            step: Step::Kubeconfig,
-            took: None,
-            detail: format!("given: {}", path.display()),
-        });
-    } else {
-        let inputs = facts([
-            ("cluster", cluster.clone()),
-            ("aws", aws.clone()),
-            ("path", kubeconfig.display().to_string()),
-        ]);
-        if runner
-            .skip(Step::Kubeconfig, &inputs, |_| kubeconfig.is_file())
-            .is_none()
-        {
-            let t = runner.start(
-                Step::Kubeconfig,
-                &format!(
-                    "EKS DescribeCluster {cluster}, then write {}",
-                    shown(project, &kubeconfig).display()
-                ),
-            )?;
-            let endpoint = args.endpoint.aws_endpoint.as_ref().map(|u| u.as_str());
-            let result = crate::eks::command::write_for(project, &env, endpoint, &kubeconfig)
-                .await
-                .map(|c| {
-                    let said = format!(
-                        "cluster {} (Kubernetes {}) -> {}",
-                        c.name,
-                        c.version,
-                        shown(project, &kubeconfig).display()
-                    );
-                    ((), Facts::new(), said)
-                });
-            runner.finish(Step::Kubeconfig, inputs, t, result)?;
-        }
-    }
-    if let Some(code) = stop(&runner, Step::Kubeconfig) {
-        return Ok(code);
-    }
-
-    // 5. deploy and 6. smoke: never against the cluster an emulator makes up.
-    let emulator_refusal = |runner: &Runner, step: Step| -> Option<anyhow::Error> {
-        let url = emulator.as_ref()?;
-        if args.kubeconfig.is_some() {
-            return None;
-        }
-        Some(runner.refuse(
-            step,
-            format!(
-                "the AWS API is an emulator ({url}): the EKS cluster it describes has no Kubernetes API, so there is nothing to {}",
-                if step == Step::Deploy { "deploy to" } else { "test" }
-            ),
-            format!(
-                "`{}` stops before it; for a real cluster, pass --kubeconfig PATH: `{} --kubeconfig PATH`",
-                command_line(args, Some(Step::Kubeconfig)),
-                command_line(args, None)
-            ),
-        ))
-    };
-
-    let reference = pushed.reference();
-    let inputs = facts([
-        ("image", reference.clone()),
-        ("kubeconfig", kubeconfig.display().to_string()),
-        ("manifests", tree_hash(&tree, "k8s")),
-    ]);
-    if runner.skip(Step::Deploy, &inputs, |_| true).is_none() {
-        if let Some(refusal) = emulator_refusal(&runner, Step::Deploy) {
-            return Err(refusal);
-        }
-        let t = runner.start(
-            Step::Deploy,
-            &format!("{reference} to namespace {namespace}"),
-        )?;
-        let options = crate::deploy::Options {
-            dry_run: false,
-            rollback_on_failure: true,
-            timeout: DEPLOY_TIMEOUT,
-            kubeconfig: Some(kubeconfig.clone()),
-            image: Some(reference.clone()),
-        };
-        let result = crate::deploy::command::deploy(project, &env, &options)
-            .await
-            .map(|outcome| {
-                let outputs = outcome
-                    .revision
-                    .map(|r| facts([("revision", r.to_string())]))
-                    .unwrap_or_default();
-                ((), outputs, outcome.summary)
-            });
-        runner.finish(Step::Deploy, inputs, t, result)?;
-    }
-    if let Some(code) = stop(&runner, Step::Deploy) {
-        return Ok(code);
-    }
-
-    // The smoke test checks the present: it runs every time.
-    if let Some(refusal) = emulator_refusal(&runner, Step::Smoke) {
-        return Err(refusal);
-    }
-    let inputs = facts([("endpoint", smoke::base_url(&domain))]);
-    let t = runner.start(
-        Step::Smoke,
-        &format!(
-            "GET {}{{{}}} (up to {} s while the load balancer comes up)",
-            smoke::base_url(&domain),
-            smoke::PATHS.join(","),
-            smoke::DEADLINE.as_secs()
-        ),
-    )?;
-    let result = smoke::check(&domain, &namespace, smoke::DEADLINE)
-        .await
-        .map(|said| ((), Facts::new(), said));
-    runner.finish(Step::Smoke, inputs, t, result)?;
-    Ok(stop(&runner, Step::Smoke).unwrap_or(ExitCode::SUCCESS))
-}
-
-/// `shopctl down <env>` for an environment on EKS: the Kubernetes objects, then the
-/// infrastructure, then the progress of `up`.
-pub async fn down(project: &Project, args: &DownArgs) -> Result<ExitCode> {
-    let started = Instant::now();
-    let env = load(project, &args.env, &args.endpoint, false)?;
-    let emulator = emulator(&env);
-    let state_dir = project.state_dir(&env.name);
-    let cluster = crate::status::cluster_name(&env.name);
-    confirm(
-        &Question {
-            action: "take down",
-            env: &env.name,
-            tier: env.config.tier,
-            detail: format!(
-                "delete the Kubernetes objects of {} (namespace {}), then destroy its infrastructure with Terraform (VPC, EKS, ECR, S3, IAM, KMS){}",
-                env.name,
-                env.config.kubernetes.namespace.as_str(),
-                if args.purge {
-                    format!(", and delete .shopctl/{}", env.name)
-                } else {
-                    String::new()
-                }
-            ),
-        },
-        args.yes,
-    )
-    .await?;
-    let again = |e: anyhow::Error, what: &str| -> anyhow::Error {
-        if e.is::<crate::terraform::Interrupted>() {
-            return e;
-        }
-        anyhow!(
-            "{what} failed: {e:#}\n  next: when that is fixed, `shopctl down {}{}` continues (what is gone stays gone)",
-            env.name,
-            args.endpoint
-                .aws_endpoint
-                .as_ref()
-                .map(|u| format!(" --aws-endpoint {u}"))
-                .unwrap_or_default()
-        )
-    };
-
-    // 1. Kubernetes
-    let kubernetes = match (&args.kubeconfig, &emulator) {
-        (Some(path), _) => {
-            eprintln!("[1/3] kubernetes: deleting the objects of {} via {}", env.name, path.display());
-            crate::deploy::command::teardown(project, &env, Some(path))
-                .await
-                .map_err(|e| again(e, "[1/3] kubernetes"))?
-        }
-        (None, Some(url)) => format!(
-            "skipped: the AWS API is an emulator ({url}) and the EKS cluster it describes has no Kubernetes API (--kubeconfig PATH names a real cluster)"
-        ),
-        (None, None) => {
-            let sdk = crate::aws::sdk_config(&env.config).await;
-            let eks = aws_sdk_eks::Client::new(&sdk);
-            match crate::eks::describe_raw(&eks, &cluster)
-                .await
-                .map_err(|e| again(e.into(), "[1/3] kubernetes"))?
-            {
-                None => format!("skipped: the EKS cluster {cluster} does not exist"),
-                Some(_) => {
-                    let path = crate::eks::command::default_path(project, &env.name);
-                    eprintln!("[1/3] kubernetes: deleting the objects of {} in {cluster}", env.name);
-                    async {
-                        crate::eks::command::write_for(project, &env, None, &path).await?;
-                        crate::deploy::command::teardown(project, &env, Some(&path)).await
-                    }
-                    .await
-                    .map_err(|e| again(e, "[1/3] kubernetes"))?
-                }
-            }
-        }
-    };
-    eprintln!("[1/3] kubernetes: {kubernetes}");
-
-    // 2. Terraform destroy
-    let log = terraform_log(&state_dir);
-    eprintln!(
-        "[2/3] terraform: plan and apply the destruction (Terraform's output: {})",
-        shown(project, &log).display()
-    );
-    let destroyed = async {
-        let tree = render_env(project, &env)?;
-        let workspace = workspace(project, &env, &tree, Some(log)).await?;
-        let summary = workspace.plan(true).await?;
-        if !summary.is_empty() {
-            workspace.apply_plan().await?;
-        }
-        anyhow::Ok(summary)
-    }
-    .await
-    .map_err(|e| again(e, "[2/3] terraform"))?;
-    let destroyed = if destroyed.is_empty() {
-        "nothing to destroy".to_owned()
-    } else {
-        format!("destroyed ({destroyed})")
-    };
-    eprintln!("[2/3] terraform: {destroyed}");
-
-    // 3. What `up` recorded is void now.
-    let file = state_dir.join(Progress::FILE);
-    let forgot = match std::fs::remove_file(&file) {
-        Ok(()) => "the progress of `up` forgotten",
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no progress of `up` recorded",
-        Err(e) => return Err(e).with_context(|| format!("cannot delete {}", file.display())),
-    };
-    eprintln!("[3/3] {forgot}");
-    if args.purge && state_dir.exists() {
-        std::fs::remove_dir_all(&state_dir)
-            .with_context(|| format!("cannot delete {}", state_dir.display()))?;
-    }
-    eprintln!(
-        "{}: down in {:.1} s; kubernetes {}; terraform {}{}",
-        env.name,
-        started.elapsed().as_secs_f64(),
-        if kubernetes.starts_with("skipped") {
-            "skipped"
-        } else {
-            "deleted"
-        },
-        destroyed,
-        if args.purge { "; state deleted" } else { "" }
-    );
+    up.smoke(&mut runner).await?;
+    runner.stops_after(Step::Smoke);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,7 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::harness::{die_with_parent, free_port, on_exit};
+use crate::harness::{die_with_parent, on_exit};
+use crate::ports::free_port;
 
 /// Where `tests/tools.sh` installs tansu (its cache directory), else PATH.
 fn tansu() -> PathBuf {

@@ -3,7 +3,8 @@
 
 #[allow(dead_code)]
 mod harness;
-use harness::free_port;
+mod ports;
+use ports::free_port;
 #[allow(dead_code)]
 mod kafka;
 

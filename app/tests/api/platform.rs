@@ -23,7 +23,7 @@ async fn health_and_readiness() {
 async fn readiness_fails_when_the_database_is_unreachable() {
     let app = TestApp::spawn_with(|c| {
         // A port nothing listens on.
-        let port = crate::harness::free_port();
+        let port = crate::ports::free_port();
         c.database.url = format!("postgres://postgres@127.0.0.1:{port}/none").into();
         c.database.acquire_timeout_ms = 500;
     })

@@ -7,8 +7,8 @@
 //! Shared with the CLI's tests (`#[path]`), so it uses only std, libc and tempfile.
 #![allow(dead_code)]
 
-// The including test crate provides `free_port` at its root (the app's harness, the CLI's
-// common module), so both allocate ports from one cursor.
+// The including test crate has `free_port` (ports.rs) at its root: the app's API tests and
+// the CLI's `jobs` test each allocate every port from one cursor.
 use super::free_port;
 
 use std::{

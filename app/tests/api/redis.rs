@@ -59,7 +59,7 @@ impl RedisServer {
             .prefix("shop-test-redis")
             .tempdir()
             .unwrap();
-        let port = crate::harness::free_port();
+        let port = crate::ports::free_port();
         let server = RedisServer {
             port,
             dir,

@@ -40,7 +40,7 @@ impl SmtpSink {
             .prefix("shop-test-smtp")
             .tempdir()
             .unwrap();
-        let port = crate::harness::free_port();
+        let port = crate::ports::free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/smtp_sink.py");
         let mut command = Command::new(venv_python());
         command

@@ -8,7 +8,8 @@ use std::{
 
 use secrecy::ExposeSecret;
 
-use crate::harness::{die_with_parent, free_port, TestApp};
+use crate::harness::{die_with_parent, TestApp};
+use crate::ports::free_port;
 
 pub struct WorkerProcess {
     child: Child,

@@ -156,4 +156,17 @@ fn a_bad_redis_setting_names_its_key_and_variable() {
         err.contains("redis.rate_limit.api.per_s: must be at least 1 (set APP_REDIS__RATE_LIMIT__API__PER_S)"),
         "{err}"
     );
+    // A comma-separated list from one variable; each entry is checked.
+    let mut env = SECRETS.to_vec();
+    env.extend([
+        ("APP_DATABASE__URL", "postgres://shop@127.0.0.1:1/shop"),
+        ("APP_REDIS__URL", "redis://:hunter2@cache:6379/0"),
+        ("APP_REDIS__SENTINELS", "sentinel-0:26379, sentinel-1"),
+    ]);
+    let err = stderr(&app(&["migrate"], &env));
+    assert!(
+        err.contains("redis.sentinels: \"sentinel-1\" is not host:port")
+            && err.contains("APP_REDIS__SENTINELS"),
+        "{err}"
+    );
 }

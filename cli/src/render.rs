@@ -347,6 +347,11 @@ pub fn k8s_context(env: &LoadedEnvironment) -> Value {
             "sentinel_quorum": services.redis.sentinels / 2 + 1,
             // The three StatefulSets of templates/k8s/redis.yaml.hbs.
             "sets": redis_sets(&services.redis),
+            // Each Sentinel by its stable name: the app asks them for the primary.
+            "sentinels": (0..services.redis.sentinels)
+                .map(|i| format!("{}:26379", dns(format!("shop-redis-sentinel-{i}"), "shop-redis-sentinel")))
+                .collect::<Vec<_>>()
+                .join(","),
         },
         "app": {
             "max_replicas": services.app.replicas * 3,

@@ -6,6 +6,11 @@
 //! short timeout, and after a failure a circuit breaker skips Redis for `breaker_ms`, so
 //! requests go on without it instead of each waiting out a timeout. The connection manager
 //! reconnects by itself when Redis is back.
+//!
+//! With `redis.sentinels`, the server is the primary the Sentinels name (Redis Sentinel's
+//! service discovery): asked on every new connection, and again after an error that says
+//! the connection may lead elsewhere now (a write refused as READONLY, a dropped or silent
+//! connection), so a failover moves the app to the new primary within a breaker period.
 
 pub mod breaker;
 
@@ -13,7 +18,8 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use ::redis::{
     aio::{ConnectionManager, ConnectionManagerConfig},
-    RedisResult,
+    sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType},
+    IntoConnectionInfo, RedisResult,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -25,9 +31,16 @@ use crate::ratelimit::RateLimitConfig;
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `redis://host:port/db`; absent (or empty) means no Redis.
+    /// `redis://host:port/db`; absent (or empty) means no Redis. With `sentinels`, only its
+    /// password, user name and database are used: the Sentinels name the server.
     #[serde(skip_serializing, deserialize_with = "empty_is_none")]
     pub url: Option<SecretString>,
+    /// The Sentinels to ask for the primary, `host:port` separated by commas
+    /// (APP_REDIS__SENTINELS); empty: `url` names the server.
+    #[serde(deserialize_with = "comma_list")]
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels monitor the primary under (`sentinel monitor <name> ...`).
+    pub sentinel_master: String,
     /// Put before every key, so environments or apps can share one Redis.
     pub key_prefix: String,
     /// How long one command may take before Redis counts as down.
@@ -47,6 +60,8 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: None,
+            sentinels: Vec::new(),
+            sentinel_master: "shop".into(),
             key_prefix: "shop:".into(),
             timeout_ms: 150,
             connect_timeout_ms: 250,
@@ -58,12 +73,38 @@ impl Default for RedisConfig {
     }
 }
 
+/// `redis://host:port` for a Sentinel given as `host:port`, or None when it is not that.
+fn sentinel_url(host_port: &str) -> Option<String> {
+    let (host, port) = host_port.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    (!host.is_empty() && port > 0 && !host.contains('/')).then(|| format!("redis://{host}:{port}"))
+}
+
 /// An empty `APP_REDIS__URL` (a ConfigMap's blank value) turns Redis off like no value.
 fn empty_is_none<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<SecretString>, D::Error> {
     let url: Option<String> = Option::deserialize(deserializer)?;
     Ok(url.filter(|u| !u.trim().is_empty()).map(SecretString::from))
+}
+
+/// `a:1, b:2` (an environment variable) or a list (TOML), as a list without blanks.
+fn comma_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(text) => text.split(',').map(str::to_owned).collect(),
+        OneOrMany::Many(items) => items,
+    };
+    Ok(items
+        .into_iter()
+        .map(|item| item.trim().to_owned())
+        .filter(|item| !item.is_empty())
+        .collect())
 }
 
 impl RedisConfig {
@@ -74,6 +115,27 @@ impl RedisConfig {
                 return Err((
                     "redis.url",
                     format!("not a Redis URL ({error}); set APP_REDIS__URL to redis://host:port"),
+                ));
+            }
+        }
+        if !self.sentinels.is_empty() {
+            if self.url.is_none() {
+                return Err((
+                    "redis.sentinels",
+                    "given without redis.url, which carries the password and database (set APP_REDIS__URL)".into(),
+                ));
+            }
+            if let Some(bad) = self.sentinels.iter().find(|s| sentinel_url(s).is_none()) {
+                return Err((
+                    "redis.sentinels",
+                    format!("{bad:?} is not host:port; set APP_REDIS__SENTINELS to host:port[,host:port...]"),
+                ));
+            }
+            if self.sentinel_master.trim().is_empty() {
+                return Err((
+                    "redis.sentinel_master",
+                    "must name the primary the Sentinels monitor (set APP_REDIS__SENTINEL_MASTER)"
+                        .into(),
                 ));
             }
         }
@@ -100,6 +162,26 @@ pub enum RedisError {
     Timeout(u64),
     #[error("redis: {0}")]
     Command(#[from] ::redis::RedisError),
+    #[error("redis: the server the Sentinels named is not the primary (any more)")]
+    NotPrimary,
+}
+
+impl RedisError {
+    /// Whether the connection may lead to the wrong server now: a write refused by a
+    /// replica, a connection dropped (Sentinel kills clients on failover) or silent.
+    fn may_have_moved(&self) -> bool {
+        match self {
+            RedisError::Timeout(_) | RedisError::NotPrimary => true,
+            RedisError::Command(e) => {
+                e.kind() == ::redis::ErrorKind::ReadOnly
+                    || e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+            }
+            RedisError::Off | RedisError::Skipped => false,
+        }
+    }
 }
 
 /// What `/readyz` reports.
@@ -124,12 +206,23 @@ impl Health {
 #[derive(Clone)]
 pub struct Redis(Option<Arc<Inner>>);
 
+/// Where connections go.
+enum Target {
+    /// The server `redis.url` names.
+    Server(::redis::Client),
+    /// The primary the Sentinels name at the time of connecting.
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
 struct Inner {
     cache_lock: Duration,
     cache_lock_wait: Duration,
-    client: ::redis::Client,
-    /// Connected on first use, so the app starts while Redis is still coming up.
-    manager: tokio::sync::OnceCell<ConnectionManager>,
+    target: Target,
+    /// Connected on first use, so the app starts while Redis is still coming up; dropped
+    /// after an error that may mean the primary moved (Sentinel targets only).
+    manager: std::sync::Mutex<Option<ConnectionManager>>,
+    /// Held while connecting: one attempt at a time, the other callers wait for it.
+    connecting: tokio::sync::Mutex<()>,
     timeout: Duration,
     connect_timeout: Duration,
     breaker: Breaker,
@@ -143,9 +236,38 @@ impl Redis {
             return Ok(Self::off());
         };
         let timeout = Duration::from_millis(config.timeout_ms);
+        let target = if config.sentinels.is_empty() {
+            Target::Server(::redis::Client::open(url.expose_secret())?)
+        } else {
+            let server = url.expose_secret().into_connection_info()?;
+            let sentinels: Vec<String> = config
+                .sentinels
+                .iter()
+                .map(|s| {
+                    sentinel_url(s).ok_or_else(|| {
+                        ::redis::RedisError::from((
+                            ::redis::ErrorKind::InvalidClientConfig,
+                            "redis.sentinels: not host:port",
+                            s.clone(),
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            let node = SentinelNodeConnectionInfo {
+                tls_mode: None,
+                redis_connection_info: Some(server.redis),
+            };
+            Target::Sentinel(tokio::sync::Mutex::new(SentinelClient::build(
+                sentinels,
+                config.sentinel_master.clone(),
+                Some(node),
+                SentinelServerType::Master,
+            )?))
+        };
         Ok(Self(Some(Arc::new(Inner {
-            client: ::redis::Client::open(url.expose_secret())?,
-            manager: tokio::sync::OnceCell::new(),
+            target,
+            manager: std::sync::Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
             timeout,
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             breaker: Breaker::new(Duration::from_millis(config.breaker_ms), timeout),
@@ -202,17 +324,41 @@ impl Redis {
         result
     }
 
-    /// Whether Redis answers a PING now (a skipped call counts as down).
+    /// Whether Redis answers now (a skipped call counts as down): a PING, or with Sentinels
+    /// a ROLE that must say `master` (a replica answers PING too, but refuses writes).
     pub async fn health(&self) -> Health {
-        if !self.is_on() {
+        let Some(inner) = &self.0 else {
             return Health::Off;
-        }
-        let pong = self
-            .run("ping", |mut conn| async move {
-                ::redis::cmd("PING").query_async::<String>(&mut conn).await
-            })
-            .await;
-        if pong.is_ok() {
+        };
+        let answer = match inner.target {
+            Target::Server(_) => self
+                .run("ping", |mut conn| async move {
+                    ::redis::cmd("PING").query_async::<String>(&mut conn).await
+                })
+                .await
+                .map(drop),
+            Target::Sentinel(_) => {
+                let role = self
+                    .run("role", |mut conn| async move {
+                        ::redis::cmd("ROLE")
+                            .query_async::<Vec<::redis::Value>>(&mut conn)
+                            .await
+                    })
+                    .await;
+                match role {
+                    Ok(values) => match values.first() {
+                        Some(::redis::Value::BulkString(role)) if role == b"master" => Ok(()),
+                        _ => {
+                            // Demoted since: the next call asks the Sentinels again.
+                            inner.forget();
+                            Err(RedisError::NotPrimary)
+                        }
+                    },
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        if answer.is_ok() {
             Health::Ok
         } else {
             Health::Down
@@ -226,29 +372,58 @@ impl Inner {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let conn = match self.manager.get() {
-            Some(conn) => conn.clone(),
-            None => {
-                let connect = self.manager.get_or_try_init(|| {
-                    // No retries of its own: the breaker decides when to try again.
-                    let config = ConnectionManagerConfig::new()
-                        .set_connection_timeout(self.connect_timeout)
-                        .set_response_timeout(self.timeout)
-                        .set_number_of_retries(1)
-                        .set_factor(50)
-                        .set_max_delay(500);
-                    ConnectionManager::new_with_config(self.client.clone(), config)
-                });
-                let millis = self.connect_timeout.as_millis() as u64;
-                tokio::time::timeout(self.connect_timeout, connect)
-                    .await
-                    .map_err(|_| RedisError::Timeout(millis))??
-                    .clone()
-            }
-        };
-        tokio::time::timeout(self.timeout, call(conn))
+        let conn = self.connection().await?;
+        let result = tokio::time::timeout(self.timeout, call(conn))
             .await
-            .map_err(|_| RedisError::Timeout(self.timeout.as_millis() as u64))?
-            .map_err(RedisError::from)
+            .map_err(|_| RedisError::Timeout(self.timeout.as_millis() as u64))
+            .and_then(|r| r.map_err(RedisError::from));
+        if let Err(error) = &result {
+            if matches!(self.target, Target::Sentinel(_)) && error.may_have_moved() {
+                self.forget();
+            }
+        }
+        result
+    }
+
+    /// The connection, made now if there is none.
+    async fn connection(&self) -> Result<ConnectionManager, RedisError> {
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let _turn = self.connecting.lock().await;
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
+        let millis = self.connect_timeout.as_millis() as u64;
+        let conn = tokio::time::timeout(self.connect_timeout, self.connect())
+            .await
+            .map_err(|_| RedisError::Timeout(millis))??;
+        *self.manager.lock().expect("redis manager lock") = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn connect(&self) -> RedisResult<ConnectionManager> {
+        let client = match &self.target {
+            Target::Server(client) => client.clone(),
+            // The Sentinels name the primary, and it is asked whether it is one.
+            Target::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await?,
+        };
+        // No retries of its own: the breaker decides when to try again.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(self.connect_timeout)
+            .set_response_timeout(self.timeout)
+            .set_number_of_retries(1)
+            .set_factor(50)
+            .set_max_delay(500);
+        ConnectionManager::new_with_config(client, config).await
+    }
+
+    fn current(&self) -> Option<ConnectionManager> {
+        self.manager.lock().expect("redis manager lock").clone()
+    }
+
+    /// Drops the connection: the next call connects again, asking the Sentinels.
+    fn forget(&self) {
+        *self.manager.lock().expect("redis manager lock") = None;
     }
 }

@@ -26,6 +26,7 @@ mod rate_limits;
 mod redis;
 mod redis_cache;
 mod redis_down;
+mod redis_sentinel;
 mod revocation;
 mod smtp;
 mod users;

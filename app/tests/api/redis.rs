@@ -15,6 +15,8 @@ use shop::config::Config;
 pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Arguments after the common ones (`--replicaof ...`).
+    extra: Vec<String>,
     child: Mutex<Option<Child>>,
 }
 
@@ -55,6 +57,20 @@ fn spawn(mut command: Command) -> Child {
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with(Vec::new())
+    }
+
+    /// A replica of `primary`, returned once it answers (not necessarily synced).
+    pub fn start_replica_of(primary: &RedisServer) -> RedisServer {
+        let port = primary.port.to_string();
+        Self::start_with(
+            ["--replicaof", "127.0.0.1", &port]
+                .map(str::to_owned)
+                .into(),
+        )
+    }
+
+    fn start_with(extra: Vec<String>) -> RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("shop-test-redis")
             .tempdir()
@@ -63,6 +79,7 @@ impl RedisServer {
         let server = RedisServer {
             port,
             dir,
+            extra,
             child: Mutex::new(None),
         };
         server.restart();
@@ -77,30 +94,12 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = spawn(command);
         *self.child.lock().unwrap() = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.answers() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn answers(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut reply = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
+        wait_until_it_answers(self.port);
     }
 
     /// Kills the server (an outage, not a shutdown) and waits until it is gone.
@@ -119,6 +118,82 @@ impl RedisServer {
     pub fn configure(&self, config: &mut Config) {
         config.redis.url = Some(self.url().into());
         config.catalog.cache_ttl_ms = 60_000;
+    }
+}
+
+/// Returns once a PING to the port is answered; at most 10 s.
+fn wait_until_it_answers(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !answers(port) {
+        assert!(
+            Instant::now() < deadline,
+            "redis on port {port} did not answer within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}
+
+/// A real Redis Sentinel (`redis-server --sentinel`) watching `primary` as `shop`, quorum 2,
+/// quick to call it down (1 s). Killed when dropped.
+pub struct SentinelServer {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl SentinelServer {
+    pub fn start(primary: &RedisServer) -> SentinelServer {
+        let dir = tempfile::Builder::new()
+            .prefix("shop-test-sentinel")
+            .tempdir()
+            .unwrap();
+        let port = crate::ports::free_port();
+        // Sentinel rewrites its file with what it learns, so it is its own.
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor shop 127.0.0.1 {} 2\n\
+                 sentinel down-after-milliseconds shop 1000\n\
+                 sentinel failover-timeout shop 10000\n",
+                dir.path().display(),
+                primary.port
+            ),
+        )
+        .unwrap();
+        let mut command = Command::new(redis_server());
+        command
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = spawn(command);
+        wait_until_it_answers(port);
+        SentinelServer {
+            port,
+            _dir: dir,
+            child,
+        }
+    }
+}
+
+impl Drop for SentinelServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -9,7 +9,7 @@ use crate::{
     redis::RedisServer,
 };
 
-async fn sign_in(app: &TestApp, email: &str) -> (String, String) {
+pub(crate) async fn sign_in(app: &TestApp, email: &str) -> (String, String) {
     let (status, body) = app
         .post(
             "/api/v1/auth/login",
@@ -28,12 +28,12 @@ fn tokens(body: &Value) -> (String, String) {
     )
 }
 
-async fn me(app: &TestApp, access: &str) -> (StatusCode, Option<String>) {
+pub(crate) async fn me(app: &TestApp, access: &str) -> (StatusCode, Option<String>) {
     let (status, body) = app.get("/api/v1/users/me", Some(access)).await;
     (status, body["code"].as_str().map(str::to_owned))
 }
 
-fn revoked() -> (StatusCode, Option<String>) {
+pub(crate) fn revoked() -> (StatusCode, Option<String>) {
     (StatusCode::UNAUTHORIZED, Some("token_revoked".into()))
 }
 

@@ -1,6 +1,7 @@
 //! A real redis-server for the tests that need one: started on a free loopback port in a
 //! temporary directory, without persistence; stopped and restarted on the same port to
-//! test outages; killed when dropped, and with the test process however it ends.
+//! test outages; killed when dropped, and with the test process however it ends. Also a
+//! replica of one, and real Sentinels watching one (`SentinelServer`).
 
 use std::{
     net::TcpStream,

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::manifests::{containers, parse, yaml_files, yaml_value, Doc};
 use common::Project;
 use predicates::prelude::*;
 use serde_json::{json, Value};
@@ -65,89 +66,16 @@ const DEPLOYER_SECRETS: &[&str] = &[
 /// fails when an environment's eks.version moves away from it.
 const KUBERNETES_VERSION: &str = "1.33";
 
-/// One parsed YAML document and the rendered file it came from.
-#[derive(Clone)]
-struct Doc {
-    file: String,
-    value: Value,
-}
-
-impl Doc {
-    fn kind(&self) -> &str {
-        self.value["kind"].as_str().unwrap_or("")
-    }
-    fn name(&self) -> &str {
-        self.value["metadata"]["name"].as_str().unwrap_or("")
-    }
-    fn id(&self) -> String {
-        format!("{} {}/{}", self.file, self.kind(), self.name())
-    }
-}
-
 /// Renders every environment with the real binary; returns `out` (`out/<env>/k8s`).
 fn render_all(project: &Project) -> PathBuf {
     project.render_all()
 }
 
-fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 10, "too few manifests in {}", dir.display());
-    files
-}
-
-/// Every YAML document of the files, parsed by PyYAML from shopctl's venv (checkov's own
-/// dependency) and handed over as JSON.
-fn parse(files: &[PathBuf]) -> Vec<Doc> {
-    let script = "import json, sys, yaml\n\
-        docs = []\n\
-        for path in sys.argv[1:]:\n\
-        \x20   with open(path) as f:\n\
-        \x20       for doc in yaml.safe_load_all(f):\n\
-        \x20           if doc is not None:\n\
-        \x20               docs.append([path, doc])\n\
-        print(json.dumps(docs))\n";
-    let output = Command::new(common::venv_bin().join("python"))
-        .arg("-c")
-        .arg(script)
-        .args(files)
-        .output()
-        .expect("run the venv's python (bash tests/tools.sh installs it)");
-    assert!(
-        output.status.success(),
-        "a manifest is not valid YAML: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let docs: Vec<(String, Value)> = serde_json::from_slice(&output.stdout).unwrap();
-    docs.into_iter()
-        .map(|(file, value)| Doc {
-            file: Path::new(&file)
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned(),
-            value,
-        })
-        .collect()
-}
-
 fn rendered(out: &Path, env: &str) -> (Vec<PathBuf>, Vec<Doc>) {
     let files = yaml_files(&out.join(env).join("k8s"));
+    assert!(files.len() >= 10, "too few manifests for {env}");
     let docs = parse(&files);
     (files, docs)
-}
-
-/// The pod template of a workload, if it has one.
-fn pod_spec(doc: &Doc) -> Option<&Value> {
-    match doc.kind() {
-        "Deployment" | "StatefulSet" | "Job" => Some(&doc.value["spec"]["template"]["spec"]),
-        "CronJob" => Some(&doc.value["spec"]["jobTemplate"]["spec"]["template"]["spec"]),
-        _ => None,
-    }
 }
 
 fn pod_labels(doc: &Doc) -> Option<&Value> {
@@ -160,13 +88,6 @@ fn pod_labels(doc: &Doc) -> Option<&Value> {
         }
         _ => None,
     }
-}
-
-fn containers(spec: &Value) -> Vec<&Value> {
-    ["containers", "initContainers"]
-        .iter()
-        .flat_map(|k| spec[*k].as_array().into_iter().flatten())
-        .collect()
 }
 
 fn find<'a>(docs: &'a [Doc], kind: &str, name: &str) -> Option<&'a Doc> {
@@ -188,14 +109,6 @@ fn properties(text: &str) -> BTreeMap<String, String> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect()
-}
-
-/// Parses a YAML text (a ConfigMap's embedded file) through the venv's PyYAML.
-fn yaml_value(text: &str) -> Value {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("embedded.yaml");
-    std::fs::write(&path, text).unwrap();
-    parse(&[path]).remove(0).value
 }
 
 /// Every problem with the rendered manifests of one environment; empty when they state
@@ -258,7 +171,7 @@ fn problems(docs: &[Doc], expect: &Expect) -> Vec<String> {
     // 3. Pod security: every container non-root, read-only root, no escalation, no
     //    capabilities; the pod's seccomp profile RuntimeDefault.
     for doc in docs {
-        let Some(spec) = pod_spec(doc) else { continue };
+        let Some(spec) = doc.pod_spec() else { continue };
         let pod = &spec["securityContext"];
         if pod["seccompProfile"]["type"] != "RuntimeDefault" {
             bad(format!(

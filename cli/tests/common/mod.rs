@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 
+pub mod manifests;
+
 #[path = "../../../app/tests/api/ports.rs"]
 mod ports;
 #[allow(unused_imports)] // each test binary uses part of the harness

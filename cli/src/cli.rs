@@ -95,6 +95,18 @@ pub enum Command {
     #[command(after_help = "Examples:\n  shopctl validate staging\n  shopctl validate --all")]
     Validate(ValidateArgs),
 
+    /// Check that every pod of an environment schedules on its EKS node groups.
+    #[command(
+        after_help = "Places every rendered workload (requests, replicas at their minimum and at the HPA \
+        maximum, required pod anti-affinity, DoNotSchedule topology spread, DaemonSets) and the cluster \
+        add-ons on the node groups' nodes (allocatable CPU and memory by EKS's kube-reserved rules, pods \
+        per node from ENI limits), twice: node groups at min with minimum replicas, and at max with HPA \
+        maxima. Prints per node allocatable, requested and headroom; exits 1 when a pod does not fit, \
+        naming it, why, and the smallest config change that fits. `render`, `plan` and `deploy` run the \
+        same check first.\n\nExamples:\n  shopctl capacity staging\n  shopctl capacity production --json"
+    )]
+    Capacity(CapacityArgs),
+
     /// Show what Terraform would change in an environment.
     #[command(
         after_help = "Examples:\n  shopctl plan staging\n  shopctl plan local --aws-endpoint http://127.0.0.1:5000"
@@ -679,6 +691,17 @@ pub struct StatusArgs {
     /// For a local environment: report its AWS emulator's resources, not its processes.
     #[arg(long)]
     pub aws_resources: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CapacityArgs {
+    /// The environment (a file name under environments/, without .toml).
+    #[arg(value_name = "ENV")]
+    pub env: String,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

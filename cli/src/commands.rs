@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use crate::cli::{
-    AwsArgs, ChangeArgs, Cli, Command, DoctorArgs, DownArgs, LogsArgs, RenderArgs, StatusArgs,
-    SuperviseArgs, TerraformArgs, UpArgs, ValidateArgs,
+    AwsArgs, CapacityArgs, ChangeArgs, Cli, Command, DoctorArgs, DownArgs, LogsArgs, RenderArgs,
+    StatusArgs, SuperviseArgs, TerraformArgs, UpArgs, ValidateArgs,
 };
 use crate::config::{self, LoadedEnvironment, StateBackend, Tier};
 use crate::confirm::{confirm, Question};
@@ -46,6 +46,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Down(args) => block_on(down(&project, &args)),
         Command::Validate(args) => block_on(validate(&project, &args)),
+        Command::Capacity(args) => capacity(&project, &args),
         Command::Plan(args) => block_on(plan(&project, &args)),
         Command::Apply(args) => block_on(change(&project, &args, Change::Apply)),
         Command::Destroy(args) => block_on(change(&project, &args, Change::Destroy)),
@@ -190,6 +191,9 @@ fn render(project: &Project, args: &RenderArgs) -> Result<ExitCode> {
         .iter()
         .map(|env| Ok((env, templates.render(env)?)))
         .collect::<Result<Vec<_>>>()?;
+    for (env, tree) in &rendered {
+        crate::capacity::preflight(env, tree)?;
+    }
     let mut stale = false;
     for (env, tree) in &rendered {
         let out = match &args.out {
@@ -307,9 +311,22 @@ async fn validate(project: &Project, args: &ValidateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn capacity(project: &Project, args: &CapacityArgs) -> Result<ExitCode> {
+    let env = project.load(&args.env)?;
+    let tree = render_env(project, &env)?;
+    let options = crate::capacity::Options { json: args.json };
+    Ok(if crate::capacity::run(&env, &tree, options)? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 async fn plan(project: &Project, args: &TerraformArgs) -> Result<ExitCode> {
     let env = load(project, &args.env, &args.aws, args.local_state)?;
-    let workspace = workspace(project, &env, &render_env(project, &env)?, None).await?;
+    let tree = render_env(project, &env)?;
+    crate::capacity::preflight(&env, &tree)?;
+    let workspace = workspace(project, &env, &tree, None).await?;
     let summary = workspace.plan(false).await?;
     eprintln!("{}: plan: {summary}", env.name);
     Ok(ExitCode::SUCCESS)

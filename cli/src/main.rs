@@ -1,6 +1,7 @@
 //! shopctl: stands up the shop platform and proves it stays up.
 
 mod aws;
+mod capacity;
 mod cli;
 mod commands;
 mod config;

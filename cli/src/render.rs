@@ -354,10 +354,10 @@ pub fn k8s_context(env: &LoadedEnvironment) -> Value {
                 .join(","),
         },
         "app": {
-            "max_replicas": services.app.replicas * 3,
+            "max_replicas": services.app_max_replicas(),
         },
         "worker": {
-            "max_replicas": services.worker.replicas * 4,
+            "max_replicas": services.worker_max_replicas(),
         },
     })
 }

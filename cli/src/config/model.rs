@@ -194,12 +194,42 @@ pub enum IngressClass {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Services {
-    pub patroni: Stateful,
+    pub patroni: Patroni,
     pub kafka: Stateful,
     pub rabbitmq: Stateful,
     pub redis: Redis,
     pub app: Stateless,
     pub worker: Stateless,
+}
+
+impl Services {
+    /// The app's HorizontalPodAutoscaler maximum (render.rs `k8s.app.max_replicas`).
+    pub fn app_max_replicas(&self) -> u32 {
+        self.app.replicas * 3
+    }
+
+    /// The worker's HorizontalPodAutoscaler maximum (render.rs `k8s.worker.max_replicas`).
+    pub fn worker_max_replicas(&self) -> u32 {
+        self.worker.replicas * 4
+    }
+}
+
+/// `[services.patroni]`: the PostgreSQL cluster, a replicated store with a connection limit.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Patroni {
+    pub replicas: u32,
+    pub cpu: Cpu,
+    pub memory: Bytes,
+    pub storage: Bytes,
+    /// PostgreSQL's `max_connections` on every member; the app's and worker's pools at
+    /// their HPA maxima plus the reserve must fit (cli/src/capacity/connections.rs).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    200
 }
 
 /// A replicated store: its replica count is a quorum and must be odd.
@@ -229,6 +259,16 @@ pub struct Stateless {
     pub replicas: u32,
     pub cpu: Cpu,
     pub memory: Bytes,
+    /// Connections each pod's database pool may open (APP_DATABASE__MAX_CONNECTIONS).
+    #[serde(default = "default_db_pool")]
+    pub db_pool: u32,
+}
+
+/// The app's and the worker's pool when not set (the app's own default is 20): 10 per pod
+/// keeps local's and staging's pools at their HPA maxima within the default max_connections
+/// (the budget of cli/src/capacity/connections.rs); production sets its own.
+fn default_db_pool() -> u32 {
+    10
 }
 
 /// `[jobs]`: where `shopctl jobs` reaches the broker. The URL carries no password; it comes

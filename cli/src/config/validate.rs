@@ -39,6 +39,7 @@ pub fn validate(env: &Environment) -> Vec<Finding> {
     subnets(env, &mut f);
     eks(env, &mut f);
     quorums(env, &mut f);
+    connections(env, &mut f);
     state(env, &mut f);
     jobs(env, &mut f);
     local(env, &mut f);
@@ -208,6 +209,15 @@ fn eks(env: &Environment, f: &mut Findings) {
                 "min <= desired <= max",
             );
         }
+        for (j, name) in group.instance_types.iter().enumerate() {
+            if crate::capacity::catalog::lookup(name).is_none() {
+                f.add(
+                    &format!("eks.node_groups[{i}].instance_types[{j}]"),
+                    format!("`{name}` is not in shopctl's instance type catalog, so its capacity cannot be checked"),
+                    format!("one of {}", crate::capacity::catalog::names().join(", ")),
+                );
+            }
+        }
         if group.instance_types.is_empty() {
             f.add(
                 &key("instance_types"),
@@ -291,6 +301,36 @@ fn quorums(env: &Environment, f: &mut Findings) {
                 "3 or more in production",
             );
         }
+    }
+}
+
+/// PostgreSQL's connections: every pool at its HPA maximum plus the reserve.
+fn connections(env: &Environment, f: &mut Findings) {
+    let s = &env.services;
+    for (key, pool) in [
+        ("services.app.db_pool", s.app.db_pool),
+        ("services.worker.db_pool", s.worker.db_pool),
+    ] {
+        if pool == 0 {
+            f.add(key, "a pool of 0 connections", "1 or more");
+        }
+    }
+    let budget = crate::capacity::connections::Budget::of(s);
+    if !(budget.fits() || s.app.db_pool == 0 || s.worker.db_pool == 0) {
+        let (app, worker) = budget.pools_that_fit();
+        f.add(
+            "services.patroni.max_connections",
+            format!(
+                "{} connections may be open at once but max_connections is {}: {}",
+                budget.needed(),
+                budget.max_connections,
+                budget.sum()
+            ),
+            format!(
+                "services.patroni.max_connections >= {}, or services.app.db_pool <= {app} and services.worker.db_pool <= {worker}",
+                budget.needed()
+            ),
+        );
     }
 }
 

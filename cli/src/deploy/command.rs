@@ -33,6 +33,7 @@ pub struct Outcome {
 
 pub async fn run_deploy(project: &Project, args: &DeployArgs) -> Result<ExitCode> {
     let env = load(project, &args.cluster)?;
+    crate::capacity::preflight(&env, &crate::commands::render_env(project, &env)?)?;
     let options = Options {
         dry_run: args.dry_run,
         rollback_on_failure: !args.no_rollback,

@@ -96,7 +96,7 @@ fn three_t3_medium_do_not_fit_and_nothing_is_rendered_planned_or_deployed() {
         "staging: the workloads do not fit the nodes of eks.node_groups[0] general (t3.medium, min 3, max 3)",
         "pods do not fit",
         "(Deployment shop/shop-app, k8s/app.yaml#",
-        "CPU: ",
+        "every node (3): memory: ",
         "any one of these changes in environments/staging.toml fits:",
         "eks.node_groups[0].instance_types = [\"",
         "eks.node_groups[0].min = ",
@@ -170,7 +170,7 @@ fn the_connection_budget_names_the_keys() {
             .assert()
             .failure()
             .stderr(predicate::str::contains(
-                "environments/staging.toml:57:19: services.patroni.max_connections: 116 connections may be open at once but max_connections is 100: app 10 x 6 (services.app.db_pool x HPA maximum) + worker 10 x 4 (services.worker.db_pool x HPA maximum) + reserve 16 = 116",
+                "environments/staging.toml:57:1: services.patroni.max_connections: 116 connections may be open at once but max_connections is 100: app 10 x 6 (services.app.db_pool x HPA maximum) + worker 10 x 4 (services.worker.db_pool x HPA maximum) + reserve 16 = 116",
             ))
             .stderr(predicate::str::contains(
                 "allowed: services.patroni.max_connections >= 116, or services.app.db_pool <= 8 and services.worker.db_pool <= 8",

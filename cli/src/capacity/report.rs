@@ -119,6 +119,31 @@ pub fn table(a: &Assessment) -> String {
     out
 }
 
+/// `general-1: CPU: ...` reasons with the same text after the node's name, as one line each
+/// naming the nodes (`general-1, general-3`, or `every node (3)`).
+fn grouped(reasons: &[String]) -> Vec<(String, String)> {
+    let mut groups: Vec<(Vec<&str>, &str)> = Vec::new();
+    for reason in reasons {
+        let (node, why) = reason.split_once(": ").unwrap_or(("", reason));
+        match groups.iter_mut().find(|(_, w)| *w == why) {
+            Some((nodes, _)) => nodes.push(node),
+            None => groups.push((vec![node], why)),
+        }
+    }
+    let single = groups.len() == 1 && reasons.len() > 1;
+    groups
+        .into_iter()
+        .map(|(nodes, why)| {
+            let who = if single {
+                format!("every node ({})", nodes.len())
+            } else {
+                nodes.join(", ")
+            };
+            (who, why.to_owned())
+        })
+        .collect()
+}
+
 /// Why the environment does not fit, and what would.
 pub fn failure(a: &Assessment) -> String {
     let groups: Vec<String> = a
@@ -159,8 +184,8 @@ pub fn failure(a: &Assessment) -> String {
                 show_cpu(u.requests.cpu_millis),
                 show_memory(u.requests.memory_bytes)
             ));
-            for reason in &u.reasons {
-                out.push_str(&format!("\n      {reason}"));
+            for (nodes, why) in grouped(&u.reasons) {
+                out.push_str(&format!("\n      {nodes}: {why}"));
             }
         }
     }

@@ -495,6 +495,7 @@ pub(crate) mod tests {
         big.name = "big".into();
         big.min = 1;
         big.allocatable.cpu_millis = 10_000;
+        big.allocatable.memory_bytes = 10 * GIB;
         two_groups.groups.push(big);
         let placement = place(&two_groups, Scenario::Minimum);
         assert_eq!(placement.unplaced.len(), 1, "{:?}", placement.nodes);

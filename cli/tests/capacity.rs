@@ -202,3 +202,25 @@ fn unknown_instance_types_and_local_are_refused() {
         .failure()
         .stderr(predicate::str::contains("local is a local environment"));
 }
+
+#[test]
+fn staging_on_its_former_m6i_large_nodes_does_not_fit() {
+    // Issue 17's finding 3: the one-per-node stores and the node daemons leave 200m per
+    // m6i.large, and the app's 500m pods stay Pending.
+    let project = Project::new();
+    project.edit(
+        "staging",
+        "instance_types = [\"m6i.xlarge\", \"m5.xlarge\"]",
+        "instance_types = [\"m6i.large\", \"m5.large\"]",
+    );
+    project
+        .shopctl()
+        .args(["capacity", "staging"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "shop-app-0 (Deployment shop/shop-app, k8s/app.yaml#3) requests 500m / 256Mi:\n      every node (3): CPU: 200m free, short 300m",
+        ))
+        .stderr(predicate::str::contains("eks.node_groups[0].instance_types = [\"m5.xlarge\"]"))
+        .stderr(predicate::str::contains("eks.node_groups[0].min = 4"));
+}

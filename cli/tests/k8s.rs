@@ -485,7 +485,9 @@ fn cluster_problems(docs: &[Doc], env: &str) -> Vec<String> {
         }
         match find(docs, "Deployment", account) {
             Some(d) if d.value["spec"]["template"]["spec"]["serviceAccountName"] == account => {}
-            _ => bad(format!("no Deployment {account} running as its service account")),
+            _ => bad(format!(
+                "no Deployment {account} running as its service account"
+            )),
         }
     }
 
@@ -494,9 +496,15 @@ fn cluster_problems(docs: &[Doc], env: &str) -> Vec<String> {
     let gate = "elbv2.k8s.aws/pod-readiness-gate-inject";
     match find(docs, "Namespace", "shop") {
         Some(ns) if ns.value["metadata"]["labels"][gate] == "enabled" => {}
-        _ => bad(format!("the app's namespace lacks the label {gate}=enabled")),
+        _ => bad(format!(
+            "the app's namespace lacks the label {gate}=enabled"
+        )),
     }
-    let mutating = find(docs, "MutatingWebhookConfiguration", "aws-load-balancer-webhook");
+    let mutating = find(
+        docs,
+        "MutatingWebhookConfiguration",
+        "aws-load-balancer-webhook",
+    );
     let pod_webhook = mutating.and_then(|m| {
         m.value["webhooks"]
             .as_array()?
@@ -513,7 +521,10 @@ fn cluster_problems(docs: &[Doc], env: &str) -> Vec<String> {
     // the certificate the deployer generates.
     let service = find(docs, "Service", "aws-load-balancer-webhook-service");
     let controller = find(docs, "Deployment", "aws-load-balancer-controller");
-    for kind in ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"] {
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
         for w in find(docs, kind, "aws-load-balancer-webhook")
             .and_then(|c| c.value["webhooks"].as_array().cloned())
             .unwrap_or_default()
@@ -521,9 +532,14 @@ fn cluster_problems(docs: &[Doc], env: &str) -> Vec<String> {
             let target = &w["clientConfig"]["service"];
             if target["name"] != "aws-load-balancer-webhook-service"
                 || target["namespace"] != "kube-system"
-                || w["clientConfig"]["caBundle"].as_str().is_none_or(str::is_empty)
+                || w["clientConfig"]["caBundle"]
+                    .as_str()
+                    .is_none_or(str::is_empty)
             {
-                bad(format!("{kind} webhook {} does not call the controller with a CA", w["name"]));
+                bad(format!(
+                    "{kind} webhook {} does not call the controller with a CA",
+                    w["name"]
+                ));
             }
         }
     }
@@ -551,11 +567,15 @@ fn cluster_problems(docs: &[Doc], env: &str) -> Vec<String> {
         if spec["volumes"][0]["secret"]["secretName"] != "aws-load-balancer-tls" {
             bad("the load balancer controller does not mount its webhook certificate".into());
         }
-        if c.value["spec"]["replicas"] != 2 || spec["priorityClassName"] != "system-cluster-critical" {
+        if c.value["spec"]["replicas"] != 2
+            || spec["priorityClassName"] != "system-cluster-critical"
+        {
             bad("the load balancer controller is not 2 system-cluster-critical replicas".into());
         }
     }
-    if find(docs, "IngressClass", "alb").is_none_or(|c| c.value["spec"]["controller"] != "ingress.k8s.aws/alb") {
+    if find(docs, "IngressClass", "alb")
+        .is_none_or(|c| c.value["spec"]["controller"] != "ingress.k8s.aws/alb")
+    {
         bad("no IngressClass alb for the load balancer controller".into());
     }
 
@@ -577,7 +597,9 @@ fn cluster_problems(docs: &[Doc], env: &str) -> Vec<String> {
             }
             let image = c["image"].as_str().unwrap_or("");
             if !image.contains(&format!(":v{KUBERNETES_VERSION}.")) {
-                bad(format!("the cluster autoscaler {image} is not of Kubernetes {KUBERNETES_VERSION}"));
+                bad(format!(
+                    "the cluster autoscaler {image} is not of Kubernetes {KUBERNETES_VERSION}"
+                ));
             }
         }
     }
@@ -588,12 +610,23 @@ fn cluster_problems(docs: &[Doc], env: &str) -> Vec<String> {
         .filter(|d| d.kind() == "CustomResourceDefinition")
         .collect();
     if crds.len() != 2 {
-        bad(format!("{} CustomResourceDefinitions, not TargetGroupBinding and IngressClassParams", crds.len()));
+        bad(format!(
+            "{} CustomResourceDefinitions, not TargetGroupBinding and IngressClassParams",
+            crds.len()
+        ));
     }
     for crd in crds {
-        for version in crd.value["spec"]["versions"].as_array().into_iter().flatten() {
+        for version in crd.value["spec"]["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             if version["schema"]["openAPIV3Schema"]["type"] != "object" {
-                bad(format!("{} {}: no structural schema", crd.id(), version["name"]));
+                bad(format!(
+                    "{} {}: no structural schema",
+                    crd.id(),
+                    version["name"]
+                ));
             }
         }
     }
@@ -819,7 +852,9 @@ fn structural_checks_catch_broken_manifests() {
             |d| {
                 let sa = d
                     .iter_mut()
-                    .find(|x| x.kind() == "ServiceAccount" && x.name() == "aws-load-balancer-controller")
+                    .find(|x| {
+                        x.kind() == "ServiceAccount" && x.name() == "aws-load-balancer-controller"
+                    })
                     .unwrap();
                 sa.value["metadata"]["annotations"]
                     .as_object_mut()
@@ -849,7 +884,10 @@ fn structural_checks_catch_broken_manifests() {
                     .unwrap();
                 let command = ca.value["spec"]["template"]["spec"]["containers"][0]["command"]
                     .to_string()
-                    .replace("cluster-autoscaler/shop-staging", "cluster-autoscaler/shop-production");
+                    .replace(
+                        "cluster-autoscaler/shop-staging",
+                        "cluster-autoscaler/shop-production",
+                    );
                 ca.value["spec"]["template"]["spec"]["containers"][0]["command"] =
                     serde_json::from_str(&command).unwrap();
             },
@@ -872,7 +910,9 @@ fn structural_checks_catch_broken_manifests() {
             |d| {
                 let dep = d
                     .iter_mut()
-                    .find(|x| x.kind() == "Deployment" && x.name() == "aws-load-balancer-controller")
+                    .find(|x| {
+                        x.kind() == "Deployment" && x.name() == "aws-load-balancer-controller"
+                    })
                     .unwrap();
                 dep.value["metadata"]["namespace"] = json!("shop");
             },

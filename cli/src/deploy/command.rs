@@ -139,7 +139,10 @@ pub async fn deploy(
     // certificate it does not store, to show what the first deploy would apply.
     let ca_bundle = match lb_controller(env) {
         true => webhook_tls::ca_bundle(&deployer.webhook_ca(options.dry_run).await?),
-        false => placeholders["lb_webhook_ca_bundle"].as_str().unwrap_or_default().to_owned(),
+        false => placeholders["lb_webhook_ca_bundle"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
     };
     let values = json!({
         "image": image,
@@ -208,9 +211,8 @@ pub async fn teardown(
     // objects and namespace first; the controllers only once the namespace is gone, as the
     // load balancer controller deletes the Ingress's ALB (its finalizer) on the way.
     let doomed = prune::to_prune(&env.name, &[], &live);
-    let (cluster_scope, app_scope): (Vec<&Key>, Vec<&Key>) = doomed
-        .iter()
-        .partition(|k| Phase::of(k).is_cluster());
+    let (cluster_scope, app_scope): (Vec<&Key>, Vec<&Key>) =
+        doomed.iter().partition(|k| Phase::of(k).is_cluster());
     let namespace = env.config.kubernetes.namespace.as_str();
     let mut deleted = 0;
     for key in app_scope.iter().filter(|k| k.kind != "Namespace") {
@@ -244,7 +246,9 @@ pub async fn teardown(
     }
     if !cluster_scope.is_empty() {
         // Generated for the controllers, not labelled for prune: goes with them.
-        cluster.delete(&controllers::webhook_tls_secret_key()).await?;
+        cluster
+            .delete(&controllers::webhook_tls_secret_key())
+            .await?;
     }
     Ok(format!(
         "deleted {deleted} objects{}",
@@ -331,10 +335,7 @@ struct TerraformOutputs {
     vpc_id: String,
 }
 
-async fn terraform_outputs(
-    project: &Project,
-    env: &LoadedEnvironment,
-) -> Result<TerraformOutputs> {
+async fn terraform_outputs(project: &Project, env: &LoadedEnvironment) -> Result<TerraformOutputs> {
     let tree = crate::commands::render_env(project, env)?;
     let log = crate::commands::terraform_log(&project.state_dir(&env.name));
     let workspace = crate::commands::workspace(project, env, &tree, Some(log)).await?;
@@ -548,14 +549,17 @@ impl<'a> Deployer<'a> {
             let tls = WebhookTls::generate(now)?;
             let until = tls.not_after.date();
             if dry_run {
-                eprintln!("deploy: {key} would get a new webhook certificate (valid until {until})");
+                eprintln!(
+                    "deploy: {key} would get a new webhook certificate (valid until {until})"
+                );
                 return Ok(tls.ca_pem);
             }
             let mut secret = tls.secret(self.env);
             let stored = match (&decision, live) {
                 (webhook_tls::Decision::Renew(why), Some(live)) => {
                     eprintln!("deploy: renewing the load balancer controller's webhook certificate: {why}");
-                    secret["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"].clone();
+                    secret["metadata"]["resourceVersion"] =
+                        live["metadata"]["resourceVersion"].clone();
                     self.cluster.replace(&key, &secret).await?
                 }
                 _ => self.cluster.create_if_absent(&key, &secret).await?,
@@ -977,7 +981,8 @@ impl<'a> Deployer<'a> {
             if Phase::of(key).is_cluster() && !waited {
                 // The load balancer controller removes a deleted Ingress's ALB; it goes
                 // only once the Ingresses pruned before it are gone.
-                self.wait_gone(doomed.iter().filter(|k| k.kind == "Ingress")).await?;
+                self.wait_gone(doomed.iter().filter(|k| k.kind == "Ingress"))
+                    .await?;
                 waited = true;
             }
             eprintln!("deploy: pruning {key} (no longer rendered)");
@@ -989,7 +994,11 @@ impl<'a> Deployer<'a> {
     async fn wait_gone(&self, keys: impl Iterator<Item = &Key>) -> Result<()> {
         for key in keys {
             let within = Duration::from_secs(300);
-            if !self.cluster.wait_gone(key, within, Duration::from_secs(2)).await? {
+            if !self
+                .cluster
+                .wait_gone(key, within, Duration::from_secs(2))
+                .await?
+            {
                 bail!("{key} is still being deleted after 300 s (its load balancer's finalizer waits)\n  hint: `kubectl -n {} describe ingress {}`", self.namespace, key.name);
             }
         }
@@ -1041,21 +1050,38 @@ mod tests {
         let found = outputs_of(&outputs, "staging", true).unwrap();
         assert!(found.app_role_arn.ends_with("role/shop-staging-app"));
         assert!(found.backup_role_arn.ends_with("postgres-backup"));
-        assert!(found.lb_controller_role_arn.unwrap().ends_with("lb-controller"));
-        assert!(found.cluster_autoscaler_role_arn.ends_with("cluster-autoscaler"));
+        assert!(found
+            .lb_controller_role_arn
+            .unwrap()
+            .ends_with("lb-controller"));
+        assert!(found
+            .cluster_autoscaler_role_arn
+            .ends_with("cluster-autoscaler"));
         assert_eq!(found.vpc_id, "vpc-0123456789abcdef0");
-        let err = outputs_of(&json!({}), "staging", true).unwrap_err().to_string();
+        let err = outputs_of(&json!({}), "staging", true)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("no output app_role_arn") && err.contains("`shopctl apply staging`"),
             "{err}"
         );
         // Without the ALB's controller (ingress class nginx) its role is not needed.
-        outputs.as_object_mut().unwrap().remove("lb_controller_role_arn");
-        assert!(outputs_of(&outputs, "staging", false).unwrap().lb_controller_role_arn.is_none());
-        let err = outputs_of(&outputs, "staging", true).unwrap_err().to_string();
+        outputs
+            .as_object_mut()
+            .unwrap()
+            .remove("lb_controller_role_arn");
+        assert!(outputs_of(&outputs, "staging", false)
+            .unwrap()
+            .lb_controller_role_arn
+            .is_none());
+        let err = outputs_of(&outputs, "staging", true)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no output lb_controller_role_arn"), "{err}");
         outputs["vpc_id"] = json!({"value": "subnet-1"});
-        let err = outputs_of(&outputs, "staging", false).unwrap_err().to_string();
+        let err = outputs_of(&outputs, "staging", false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no output vpc_id"), "{err}");
     }
 }

@@ -120,7 +120,10 @@ fn is_webhook_configuration(key: &Key) -> bool {
 /// Secret. Returns how many webhooks it set.
 pub fn set_ca_bundle(objects: &mut [Object], ca_bundle: &str) -> usize {
     let mut set = 0;
-    for object in objects.iter_mut().filter(|o| is_webhook_configuration(&o.key)) {
+    for object in objects
+        .iter_mut()
+        .filter(|o| is_webhook_configuration(&o.key))
+    {
         let Some(webhooks) = object.value["webhooks"].as_array_mut() else {
             continue;
         };
@@ -209,6 +212,9 @@ mod tests {
             source: "x".into(),
         }];
         assert_eq!(set_ca_bundle(&mut foreign, "Q0E="), 0);
-        assert_eq!(foreign[0].value["webhooks"][0]["clientConfig"]["caBundle"], "eA==");
+        assert_eq!(
+            foreign[0].value["webhooks"][0]["clientConfig"]["caBundle"],
+            "eA=="
+        );
     }
 }

@@ -317,7 +317,12 @@ mod tests {
             assert!(at("ClusterRoleBinding", "aws-load-balancer-controller") < lb);
             // The class and the webhook exist before the Ingress they serve and validate.
             assert!(at("IngressClass", "alb") < at("Ingress", "shop-app"));
-            assert!(at("ValidatingWebhookConfiguration", "aws-load-balancer-webhook") < namespace);
+            assert!(
+                at(
+                    "ValidatingWebhookConfiguration",
+                    "aws-load-balancer-webhook"
+                ) < namespace
+            );
             assert!(at("StorageClass", "shop-gp3") < at("StatefulSet", "shop-postgres"));
             // Pods start with their account, RBAC and configuration in place.
             assert!(at("ServiceAccount", "shop-postgres") < at("StatefulSet", "shop-postgres"));

@@ -208,7 +208,11 @@ mod tests {
             ours("production"),
         ));
         // A controller a previous revision of this environment rendered: pruned.
-        cluster.push(in_kube_system("Deployment", "old-controller", ours("staging")));
+        cluster.push(in_kube_system(
+            "Deployment",
+            "old-controller",
+            ours("staging"),
+        ));
         // The webhook's generated Secret is not labelled for prune: kept.
         cluster.push(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {
             "name": "aws-load-balancer-tls", "namespace": "kube-system",

@@ -256,7 +256,9 @@ mod tests {
         assert_eq!(
             rollout(
                 kind,
-                &crd(json!([{"type": "NamesAccepted", "status": "True"}, {"type": "Established", "status": "True"}]))
+                &crd(
+                    json!([{"type": "NamesAccepted", "status": "True"}, {"type": "Established", "status": "True"}])
+                )
             ),
             Rollout::Ready
         );

@@ -66,8 +66,10 @@ impl WebhookTls {
         let not_after = now + Duration::days(VALIDITY_DAYS);
 
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
-        ca.distinguished_name
-            .push(DnType::CommonName, "shopctl aws-load-balancer-controller webhook CA");
+        ca.distinguished_name.push(
+            DnType::CommonName,
+            "shopctl aws-load-balancer-controller webhook CA",
+        );
         ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         ca.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -169,10 +171,7 @@ pub fn decide(live: Option<&Value>, now: OffsetDateTime) -> Decision {
     };
     let annotations = &secret["metadata"]["annotations"];
     if annotations[DNS_NAMES_ANNOTATION].as_str() != Some(dns_names().join(",").as_str()) {
-        return Decision::Renew(format!(
-            "it is not for {}",
-            dns_names().join(", ")
-        ));
+        return Decision::Renew(format!("it is not for {}", dns_names().join(", ")));
     }
     let not_after = annotations[NOT_AFTER_ANNOTATION].as_str().and_then(|t| {
         OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
@@ -292,14 +291,20 @@ mod tests {
         );
         // Close to its end: renewed.
         let later = now + Duration::days(VALIDITY_DAYS - RENEW_BEFORE_DAYS + 1);
-        assert!(matches!(decide(Some(&served), later), Decision::Renew(why) if why.contains("days left")));
+        assert!(
+            matches!(decide(Some(&served), later), Decision::Renew(why) if why.contains("days left"))
+        );
         // For other names (a renamed Service), or incomplete: renewed.
         let mut renamed = served.clone();
         renamed["metadata"]["annotations"][DNS_NAMES_ANNOTATION] = json!("old.kube-system.svc");
-        assert!(matches!(decide(Some(&renamed), now), Decision::Renew(why) if why.contains("not for")));
+        assert!(
+            matches!(decide(Some(&renamed), now), Decision::Renew(why) if why.contains("not for"))
+        );
         let mut keyless = served.clone();
         keyless["data"].as_object_mut().unwrap().remove("tls.key");
-        assert!(matches!(decide(Some(&keyless), now), Decision::Renew(why) if why.contains("tls.key")));
+        assert!(
+            matches!(decide(Some(&keyless), now), Decision::Renew(why) if why.contains("tls.key"))
+        );
         let mut undated = served;
         undated["metadata"]["annotations"]
             .as_object_mut()
@@ -308,7 +313,9 @@ mod tests {
         assert!(matches!(decide(Some(&undated), now), Decision::Renew(_)));
         // The bundle is the CA's PEM in base64, as `caBundle` takes it.
         let bundle = ca_bundle(&tls.ca_pem);
-        let decoded = base64::engine::general_purpose::STANDARD.decode(bundle).unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(bundle)
+            .unwrap();
         assert_eq!(decoded, tls.ca_pem.as_bytes());
     }
 }

@@ -328,11 +328,27 @@ mod tests {
             assert!(at("ServiceAccount", "shop-postgres") < at("StatefulSet", "shop-postgres"));
             assert!(at("RoleBinding", "shop-postgres") < at("StatefulSet", "shop-postgres"));
             assert!(at("ConfigMap", "shop-postgres") < at("StatefulSet", "shop-postgres"));
-            // Default deny is in place before any pod runs.
-            let first_workload = order.iter().position(|k| is_waited_for(&k.kind)).unwrap();
+            // Default deny (and each controller's policy) in place before any pod it
+            // selects runs.
+            let value = |key: &Key| &objects.iter().find(|o| &o.key == key).unwrap().value;
             for (i, key) in order.iter().enumerate() {
-                if key.kind == "NetworkPolicy" {
-                    assert!(i < first_workload, "{env}: {key} after a workload");
+                if key.kind != "NetworkPolicy" {
+                    continue;
+                }
+                let wanted = value(key)["spec"]["podSelector"]["matchLabels"].clone();
+                let selects = |k: &Key| {
+                    let labels = &value(k)["spec"]["template"]["metadata"]["labels"];
+                    wanted
+                        .as_object()
+                        .is_none_or(|m| m.iter().all(|(l, v)| labels[l] == *v))
+                };
+                for (j, workload) in order.iter().enumerate() {
+                    let pods = is_waited_for(&workload.kind)
+                        && workload.kind != "CustomResourceDefinition"
+                        && workload.namespace == key.namespace;
+                    if pods && selects(workload) {
+                        assert!(i < j, "{env}: {key} after {workload}");
+                    }
                 }
             }
             // Migrations run on a ready database, before the app that needs the schema.

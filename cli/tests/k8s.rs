@@ -83,9 +83,23 @@ fn k8s_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn rendered(out: &Path, env: &str) -> (Vec<PathBuf>, Vec<Doc>) {
-    let files = k8s_files(&out.join(env).join("k8s"));
+    let k8s = out.join(env).join("k8s");
+    let files = k8s_files(&k8s);
     assert!(files.len() >= 10, "too few manifests for {env}");
-    let docs = parse(&files);
+    let mut docs = parse(&files);
+    // Named by their path under k8s/: `cluster/…` for the cluster phase's.
+    let cluster_dir = k8s.join("cluster");
+    let cluster: Vec<String> = (cluster_dir.is_dir())
+        .then(|| yaml_files(&cluster_dir))
+        .unwrap_or_default()
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for doc in &mut docs {
+        if cluster.contains(&doc.file) {
+            doc.file = format!("cluster/{}", doc.file);
+        }
+    }
     (files, docs)
 }
 
@@ -153,7 +167,7 @@ fn problems(docs: &[Doc], expect: &Expect) -> Vec<String> {
             ));
         }
         let cluster_scoped = CLUSTER_SCOPED.contains(&doc.kind());
-        let namespace = match doc.file.contains("/cluster/") {
+        let namespace = match doc.file.starts_with("cluster/") {
             true => "kube-system",
             false => "shop",
         };

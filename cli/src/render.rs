@@ -239,6 +239,10 @@ pub fn context(env: &LoadedEnvironment) -> Value {
     object.insert("env".into(), json!(env.name));
     object.insert("terraform".into(), json!({ "node_groups": node_groups }));
     object.insert("k8s".into(), k8s_context(env));
+    object.insert(
+        "controllers".into(),
+        crate::deploy::controllers::context(env),
+    );
     object.insert("deploy".into(), deploy_context(env));
     let state = object["state"].as_object_mut().expect("state is a table");
     state.insert("region".into(), json!(state_region));
@@ -254,6 +258,14 @@ pub const PLACEHOLDER_DIGEST: &str =
 /// An AWS account id no one owns, in the role ARNs of a plain `render`.
 pub const PLACEHOLDER_ACCOUNT: &str = "000000000000";
 
+/// A VPC id of the right shape that names no VPC, in a plain `render`.
+pub const PLACEHOLDER_VPC_ID: &str = "vpc-00000000000000000";
+
+/// base64 of "placeholder: shopctl deploy puts the webhook CA here": `caBundle` is
+/// bytes, so the placeholder is base64 too, and names what replaces it.
+pub const PLACEHOLDER_CA_BUNDLE: &str =
+    "cGxhY2Vob2xkZXI6IHNob3BjdGwgZGVwbG95IHB1dHMgdGhlIHdlYmhvb2sgQ0EgaGVyZQ==";
+
 /// Values that exist only once the environment is applied and the image pushed,
 /// under `deploy` in the template context. A plain `shopctl render` gives
 /// obviously-not-real values of the right shape, so the rendered manifests are
@@ -268,6 +280,15 @@ pub const PLACEHOLDER_ACCOUNT: &str = "000000000000";
 /// - `deploy.backup_role_arn`: the IAM role of the PostgreSQL pods (WAL archive and
 ///   base backups to S3), `arn:aws:iam::000000000000:role/shop-<env>-postgres-backup`;
 ///   `shopctl deploy` will put Terraform's output `backup_role_arn`.
+/// - `deploy.lb_controller_role_arn`, `deploy.cluster_autoscaler_role_arn`: the IAM
+///   roles of the AWS Load Balancer Controller's and the Cluster Autoscaler's service
+///   accounts, `arn:aws:iam::000000000000:role/shop-<env>-lb-controller` and
+///   `…-cluster-autoscaler`; `shopctl deploy` puts Terraform's outputs of those names.
+/// - `deploy.vpc_id`: the VPC the load balancer controller works in, `vpc-00000000000000000`;
+///   `shopctl deploy` puts Terraform's output `vpc_id`.
+/// - `deploy.lb_webhook_ca_bundle`: the CA of the controller's webhook certificate
+///   (base64 PEM), a base64 placeholder text; `shopctl deploy` generates the certificate
+///   into a Secret and puts its CA (cli/src/deploy/webhook_tls.rs).
 /// - `deploy.smtp_host`: the SMTP relay the worker hands emails to, `smtp.invalid`
 ///   (a reserved name that never resolves) until the deployer names one.
 ///
@@ -279,6 +300,10 @@ pub fn deploy_context(env: &LoadedEnvironment) -> Value {
         "image": format!("{}:unreleased@{PLACEHOLDER_DIGEST}", env.config.ecr.repository),
         "app_role_arn": role("app"),
         "backup_role_arn": role("postgres-backup"),
+        "lb_controller_role_arn": role("lb-controller"),
+        "cluster_autoscaler_role_arn": role("cluster-autoscaler"),
+        "vpc_id": PLACEHOLDER_VPC_ID,
+        "lb_webhook_ca_bundle": PLACEHOLDER_CA_BUNDLE,
         "smtp_host": "smtp.invalid",
     })
 }

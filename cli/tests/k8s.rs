@@ -51,6 +51,7 @@ struct Expect {
 
 /// The Secrets the pods reference, which the deployer generates (docs/k8s.md lists them).
 const DEPLOYER_SECRETS: &[&str] = &[
+    "aws-load-balancer-tls",
     "shop-app",
     "shop-postgres-credentials",
     "shop-rabbitmq-erlang-cookie",
@@ -71,10 +72,34 @@ fn render_all(project: &Project) -> PathBuf {
     project.render_all()
 }
 
+/// The rendered manifests of a `k8s/` tree: the app's namespace's, then the cluster
+/// phase's under `cluster/` (the controllers in kube-system).
+fn k8s_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = yaml_files(dir);
+    if dir.join("cluster").is_dir() {
+        files.extend(yaml_files(&dir.join("cluster")));
+    }
+    files
+}
+
 fn rendered(out: &Path, env: &str) -> (Vec<PathBuf>, Vec<Doc>) {
-    let files = yaml_files(&out.join(env).join("k8s"));
+    let k8s = out.join(env).join("k8s");
+    let files = k8s_files(&k8s);
     assert!(files.len() >= 10, "too few manifests for {env}");
-    let docs = parse(&files);
+    let mut docs = parse(&files);
+    // Named by their path under k8s/: `cluster/…` for the cluster phase's.
+    let cluster_dir = k8s.join("cluster");
+    let cluster: Vec<String> = (cluster_dir.is_dir())
+        .then(|| yaml_files(&cluster_dir))
+        .unwrap_or_default()
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for doc in &mut docs {
+        if cluster.contains(&doc.file) {
+            doc.file = format!("cluster/{}", doc.file);
+        }
+    }
     (files, docs)
 }
 
@@ -141,9 +166,13 @@ fn problems(docs: &[Doc], expect: &Expect) -> Vec<String> {
                 doc.id()
             ));
         }
-        let cluster_scoped = matches!(doc.kind(), "Namespace" | "StorageClass");
-        if !cluster_scoped && doc.value["metadata"]["namespace"] != "shop" {
-            bad(format!("{}: not in namespace shop", doc.id()));
+        let cluster_scoped = CLUSTER_SCOPED.contains(&doc.kind());
+        let namespace = match doc.file.starts_with("cluster/") {
+            true => "kube-system",
+            false => "shop",
+        };
+        if !cluster_scoped && doc.value["metadata"]["namespace"] != namespace {
+            bad(format!("{}: not in namespace {namespace}", doc.id()));
         }
     }
 
@@ -429,6 +458,192 @@ fn problems(docs: &[Doc], expect: &Expect) -> Vec<String> {
         _ => bad("the worker's autoscaler does not follow external (queue) metrics".into()),
     }
 
+    problems.extend(cluster_problems(docs, env));
+    problems
+}
+
+/// The kinds rendered without a namespace.
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "IngressClass",
+];
+
+/// The cluster phase (templates/k8s/cluster): the AWS Load Balancer Controller with its
+/// IRSA role, webhooks and the ALB readiness gate on the app's namespace; the Cluster
+/// Autoscaler with its IRSA role, discovering this cluster's node groups, of the
+/// cluster's minor.
+fn cluster_problems(docs: &[Doc], env: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut bad = |p: String| problems.push(p);
+    let cluster = format!("shop-{env}");
+    let role = |name: &str| format!("arn:aws:iam::000000000000:role/shop-{env}-{name}");
+    for (account, role_name) in [
+        ("aws-load-balancer-controller", "lb-controller"),
+        ("cluster-autoscaler", "cluster-autoscaler"),
+    ] {
+        let sa = find(docs, "ServiceAccount", account);
+        if sa.is_none_or(|s| {
+            s.value["metadata"]["namespace"] != "kube-system"
+                || s.value["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+                    != role(role_name).as_str()
+        }) {
+            bad(format!(
+                "the {account} service account does not carry its IAM role (IRSA)"
+            ));
+        }
+        match find(docs, "Deployment", account) {
+            Some(d) if d.value["spec"]["template"]["spec"]["serviceAccountName"] == account => {}
+            _ => bad(format!(
+                "no Deployment {account} running as its service account"
+            )),
+        }
+    }
+
+    // The readiness gate: the app's namespace asks for it, and the pod webhook selects
+    // namespaces by exactly that label.
+    let gate = "elbv2.k8s.aws/pod-readiness-gate-inject";
+    match find(docs, "Namespace", "shop") {
+        Some(ns) if ns.value["metadata"]["labels"][gate] == "enabled" => {}
+        _ => bad(format!(
+            "the app's namespace lacks the label {gate}=enabled"
+        )),
+    }
+    let mutating = find(
+        docs,
+        "MutatingWebhookConfiguration",
+        "aws-load-balancer-webhook",
+    );
+    let pod_webhook = mutating.and_then(|m| {
+        m.value["webhooks"]
+            .as_array()?
+            .iter()
+            .find(|w| w["rules"][0]["resources"] == json!(["pods"]))
+    });
+    match pod_webhook {
+        Some(w)
+            if w["namespaceSelector"]["matchExpressions"]
+                == json!([{"key": gate, "operator": "In", "values": ["enabled"]}]) => {}
+        _ => bad("no pod webhook selecting the readiness-gate namespaces".into()),
+    }
+    // Every webhook calls the controller's Service, which selects its pods, which serve
+    // the certificate the deployer generates.
+    let service = find(docs, "Service", "aws-load-balancer-webhook-service");
+    let controller = find(docs, "Deployment", "aws-load-balancer-controller");
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        for w in find(docs, kind, "aws-load-balancer-webhook")
+            .and_then(|c| c.value["webhooks"].as_array().cloned())
+            .unwrap_or_default()
+        {
+            let target = &w["clientConfig"]["service"];
+            if target["name"] != "aws-load-balancer-webhook-service"
+                || target["namespace"] != "kube-system"
+                || w["clientConfig"]["caBundle"]
+                    .as_str()
+                    .is_none_or(str::is_empty)
+            {
+                bad(format!(
+                    "{kind} webhook {} does not call the controller with a CA",
+                    w["name"]
+                ));
+            }
+        }
+    }
+    match (service, controller) {
+        (Some(s), Some(c))
+            if selects(
+                &json!({"matchLabels": s.value["spec"]["selector"]}),
+                &c.value["spec"]["template"]["metadata"]["labels"],
+            ) => {}
+        _ => bad("the webhook Service does not select the controller's pods".into()),
+    }
+    if let Some(c) = controller {
+        let spec = &c.value["spec"]["template"]["spec"];
+        let args = spec["containers"][0]["args"].to_string();
+        for want in [
+            format!("--cluster-name={cluster}"),
+            "--aws-region=".into(),
+            "--aws-vpc-id=vpc-".into(),
+            "--ingress-class=alb".into(),
+        ] {
+            if !args.contains(&want) {
+                bad(format!("the load balancer controller lacks {want}: {args}"));
+            }
+        }
+        if spec["volumes"][0]["secret"]["secretName"] != "aws-load-balancer-tls" {
+            bad("the load balancer controller does not mount its webhook certificate".into());
+        }
+        if c.value["spec"]["replicas"] != 2
+            || spec["priorityClassName"] != "system-cluster-critical"
+        {
+            bad("the load balancer controller is not 2 system-cluster-critical replicas".into());
+        }
+    }
+    if find(docs, "IngressClass", "alb")
+        .is_none_or(|c| c.value["spec"]["controller"] != "ingress.k8s.aws/alb")
+    {
+        bad("no IngressClass alb for the load balancer controller".into());
+    }
+
+    match find(docs, "Deployment", "cluster-autoscaler") {
+        None => {}
+        Some(ca) => {
+            let c = &ca.value["spec"]["template"]["spec"]["containers"][0];
+            let command = c["command"].to_string();
+            for want in [
+                format!("--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/{cluster}\""),
+                "--balance-similar-node-groups=true".into(),
+                "--skip-nodes-with-local-storage=false".into(),
+                "--cloud-provider=aws".into(),
+                "--expander=".into(),
+            ] {
+                if !command.contains(&want) {
+                    bad(format!("the cluster autoscaler lacks {want}: {command}"));
+                }
+            }
+            let image = c["image"].as_str().unwrap_or("");
+            if !image.contains(&format!(":v{KUBERNETES_VERSION}.")) {
+                bad(format!(
+                    "the cluster autoscaler {image} is not of Kubernetes {KUBERNETES_VERSION}"
+                ));
+            }
+        }
+    }
+
+    // CustomResourceDefinitions: each served version structural (an object schema).
+    let crds: Vec<&Doc> = docs
+        .iter()
+        .filter(|d| d.kind() == "CustomResourceDefinition")
+        .collect();
+    if crds.len() != 2 {
+        bad(format!(
+            "{} CustomResourceDefinitions, not TargetGroupBinding and IngressClassParams",
+            crds.len()
+        ));
+    }
+    for crd in crds {
+        for version in crd.value["spec"]["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if version["schema"]["openAPIV3Schema"]["type"] != "object" {
+                bad(format!(
+                    "{} {}: no structural schema",
+                    crd.id(),
+                    version["name"]
+                ));
+            }
+        }
+    }
     problems
 }
 
@@ -482,8 +697,12 @@ fn manifests_state_the_facts_that_matter() {
         .assert()
         .success();
     for env in ["local", "staging", "production"] {
-        for file in yaml_files(&out.join(env).join("k8s")) {
-            let twin = again.join(env).join("k8s").join(file.file_name().unwrap());
+        let k8s = out.join(env).join("k8s");
+        for file in k8s_files(&k8s) {
+            let twin = again
+                .join(env)
+                .join("k8s")
+                .join(file.strip_prefix(&k8s).unwrap());
             assert_eq!(
                 std::fs::read(&file).unwrap(),
                 std::fs::read(&twin).unwrap(),
@@ -618,6 +837,100 @@ fn structural_checks_catch_broken_manifests() {
                     ["secretKeyRef"]["name"] = json!("elsewhere");
             },
             "references Secret elsewhere",
+        ),
+        (
+            "no readiness gate on the app's namespace",
+            |d| {
+                let ns = d.iter_mut().find(|x| x.kind() == "Namespace").unwrap();
+                ns.value["metadata"]["labels"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("elbv2.k8s.aws/pod-readiness-gate-inject");
+            },
+            "lacks the label elbv2.k8s.aws/pod-readiness-gate-inject=enabled",
+        ),
+        (
+            "a pod webhook that selects other namespaces",
+            |d| {
+                let m = d
+                    .iter_mut()
+                    .find(|x| x.kind() == "MutatingWebhookConfiguration")
+                    .unwrap();
+                m.value["webhooks"][0]["namespaceSelector"]["matchExpressions"][0]["key"] =
+                    json!("elbv2.k8s.aws/other");
+            },
+            "no pod webhook selecting the readiness-gate namespaces",
+        ),
+        (
+            "the load balancer controller without its IAM role",
+            |d| {
+                let sa = d
+                    .iter_mut()
+                    .find(|x| {
+                        x.kind() == "ServiceAccount" && x.name() == "aws-load-balancer-controller"
+                    })
+                    .unwrap();
+                sa.value["metadata"]["annotations"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("eks.amazonaws.com/role-arn");
+            },
+            "the aws-load-balancer-controller service account does not carry its IAM role",
+        ),
+        (
+            "the cluster autoscaler without its IAM role",
+            |d| {
+                let sa = d
+                    .iter_mut()
+                    .find(|x| x.kind() == "ServiceAccount" && x.name() == "cluster-autoscaler")
+                    .unwrap();
+                sa.value["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] =
+                    json!("arn:aws:iam::000000000000:role/shop-staging-app");
+            },
+            "the cluster-autoscaler service account does not carry its IAM role",
+        ),
+        (
+            "the autoscaler discovering another cluster's groups",
+            |d| {
+                let ca = d
+                    .iter_mut()
+                    .find(|x| x.kind() == "Deployment" && x.name() == "cluster-autoscaler")
+                    .unwrap();
+                let command = ca.value["spec"]["template"]["spec"]["containers"][0]["command"]
+                    .to_string()
+                    .replace(
+                        "cluster-autoscaler/shop-staging",
+                        "cluster-autoscaler/shop-production",
+                    );
+                ca.value["spec"]["template"]["spec"]["containers"][0]["command"] =
+                    serde_json::from_str(&command).unwrap();
+            },
+            "the cluster autoscaler lacks --node-group-auto-discovery",
+        ),
+        (
+            "an autoscaler of another Kubernetes minor",
+            |d| {
+                let ca = d
+                    .iter_mut()
+                    .find(|x| x.kind() == "Deployment" && x.name() == "cluster-autoscaler")
+                    .unwrap();
+                ca.value["spec"]["template"]["spec"]["containers"][0]["image"] =
+                    json!("registry.k8s.io/autoscaling/cluster-autoscaler:v1.32.7");
+            },
+            "is not of Kubernetes 1.33",
+        ),
+        (
+            "a controller in the app's namespace",
+            |d| {
+                let dep = d
+                    .iter_mut()
+                    .find(|x| {
+                        x.kind() == "Deployment" && x.name() == "aws-load-balancer-controller"
+                    })
+                    .unwrap();
+                dep.value["metadata"]["namespace"] = json!("shop");
+            },
+            "Deployment/aws-load-balancer-controller: not in namespace kube-system",
         ),
         (
             "migrations without the phase",
@@ -766,7 +1079,7 @@ fn checkov(dir: &Path) -> Value {
     // Each file by name: with `-d`, checkov's Kubernetes runner skips every file under a
     // hidden directory, which a temporary directory (/tmp/.tmpXXXX) is, and reports an
     // empty scan.
-    for file in yaml_files(dir) {
+    for file in k8s_files(dir) {
         command.arg("-f").arg(file);
     }
     let output = command.output().expect("run checkov");
@@ -856,7 +1169,7 @@ fn checkov_finds_no_unjustified_failure() {
     let skipped = check_set(&checkov(&dir), "skipped_checks");
     assert!(!skipped.is_empty());
     let bare = tempfile::tempdir().unwrap();
-    for file in yaml_files(&dir) {
+    for file in k8s_files(&dir) {
         let stripped: String = std::fs::read_to_string(&file)
             .unwrap()
             .lines()

@@ -11,14 +11,16 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::cluster::Cluster;
+use super::controllers;
 use super::diff::{self, Change};
 use super::history::{self, Outcome as Result_, Revision, HISTORY_LABEL};
 use super::manifest::{self, Key, Object, ENVIRONMENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
 use super::plan::{self, JobAction, Phase};
 use super::readiness::{self, Rollout};
+use super::webhook_tls::{self, WebhookTls};
 use super::{lock, prune, secrets, Options, PushedImage};
 use crate::cli::{ClusterArgs, DeployArgs, HistoryArgs, RollbackArgs};
-use crate::config::LoadedEnvironment;
+use crate::config::{IngressClass, LoadedEnvironment};
 use crate::confirm::{confirm, Question};
 use crate::project::Project;
 
@@ -88,7 +90,7 @@ pub async fn run_rollback(project: &Project, args: &RollbackArgs) -> Result<Exit
         .find(|(r, _)| r.number == target.number)
         .expect("listed")
         .1;
-    let objects = history::objects_of(config_map)?;
+    let mut objects = history::objects_of(config_map)?;
     confirm(
         &Question {
             action: "roll back",
@@ -112,6 +114,9 @@ pub async fn run_rollback(project: &Project, args: &RollbackArgs) -> Result<Exit
         note: Some(format!("rollback to {}", target.number)),
         keys: objects.iter().map(|o| o.key.clone()).collect(),
     };
+    // The recorded webhook configurations carry the CA of their day; the certificate the
+    // controller serves now may be a renewed one.
+    deployer.with_current_ca(&mut objects).await?;
     let deadline = Duration::from_secs(args.timeout);
     let outcome = deployer
         .roll_out(record, &objects, &revisions, deadline, false)
@@ -128,12 +133,27 @@ pub async fn deploy(
 ) -> Result<Outcome> {
     let image = image(project, &env.name, options.image.as_deref())?;
     let cluster = connect(project, env, options.kubeconfig.as_deref()).await?;
-    let (app_role_arn, backup_role_arn) = role_arns(project, env).await?;
+    let outputs = terraform_outputs(project, env).await?;
+    let deployer = Deployer::new(&cluster, env);
+    let placeholders = crate::render::deploy_context(env);
+    // The webhook's CA goes into the rendered webhook configurations; a dry run makes a
+    // certificate it does not store, to show what the first deploy would apply.
+    let ca_bundle = match lb_controller(env) {
+        true => webhook_tls::ca_bundle(&deployer.webhook_ca(options.dry_run).await?),
+        false => placeholders["lb_webhook_ca_bundle"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    };
     let values = json!({
         "image": image,
-        "app_role_arn": app_role_arn,
-        "backup_role_arn": backup_role_arn,
-        "smtp_host": crate::render::deploy_context(env)["smtp_host"],
+        "app_role_arn": outputs.app_role_arn,
+        "backup_role_arn": outputs.backup_role_arn,
+        "lb_controller_role_arn": outputs.lb_controller_role_arn.unwrap_or_else(|| placeholders["lb_controller_role_arn"].as_str().unwrap_or_default().to_owned()),
+        "cluster_autoscaler_role_arn": outputs.cluster_autoscaler_role_arn,
+        "vpc_id": outputs.vpc_id,
+        "lb_webhook_ca_bundle": ca_bundle,
+        "smtp_host": placeholders["smtp_host"],
     });
     let objects = render(project, env, values)?;
     eprintln!(
@@ -142,7 +162,6 @@ pub async fn deploy(
         env.name,
         cluster.server
     );
-    let deployer = Deployer::new(&cluster, env);
     let revisions: Vec<Revision> = deployer.revisions().await?;
     if options.dry_run {
         return deployer.dry_run(&objects, &revisions).await;
@@ -189,11 +208,15 @@ pub async fn teardown(
     let live = deployer
         .labelled(&prune::kinds(&rendered_keys, &previous))
         .await?;
-    // Everything labelled is ours to delete here: nothing is "still rendered".
+    // Everything labelled is ours to delete here: nothing is "still rendered". The app's
+    // objects and namespace first; the controllers only once the namespace is gone, as the
+    // load balancer controller deletes the Ingress's ALB (its finalizer) on the way.
     let doomed = prune::to_prune(&env.name, &[], &live);
+    let (cluster_scope, app_scope): (Vec<&Key>, Vec<&Key>) =
+        doomed.iter().partition(|k| Phase::of(k).is_cluster());
     let namespace = env.config.kubernetes.namespace.as_str();
     let mut deleted = 0;
-    for key in doomed.iter().filter(|k| k.kind != "Namespace") {
+    for key in app_scope.iter().filter(|k| k.kind != "Namespace") {
         if cluster.delete(key).await? {
             deleted += 1;
         }
@@ -216,6 +239,17 @@ pub async fn teardown(
              hint: `kubectl get namespace {namespace} -o yaml` shows which; `shopctl down {}` again continues",
             env.name
         );
+    }
+    for key in &cluster_scope {
+        if cluster.delete(key).await? {
+            deleted += 1;
+        }
+    }
+    if !cluster_scope.is_empty() {
+        // Generated for the controllers, not labelled for prune: goes with them.
+        cluster
+            .delete(&controllers::webhook_tls_secret_key())
+            .await?;
     }
     Ok(format!(
         "deleted {deleted} objects{}",
@@ -284,25 +318,51 @@ fn parse_pinned(reference: &str) -> Result<&str> {
     Ok(reference)
 }
 
-/// The IAM roles of the app's and PostgreSQL's service accounts: Terraform's outputs.
-async fn role_arns(project: &Project, env: &LoadedEnvironment) -> Result<(String, String)> {
+/// Whether the environment runs the AWS Load Balancer Controller (its Ingress class).
+fn lb_controller(env: &LoadedEnvironment) -> bool {
+    env.config.kubernetes.ingress_class == IngressClass::Alb
+}
+
+/// What the manifests need from Terraform's outputs.
+#[derive(Debug, Clone, PartialEq)]
+struct TerraformOutputs {
+    /// The IAM roles of the app's and PostgreSQL's service accounts.
+    app_role_arn: String,
+    backup_role_arn: String,
+    /// The load balancer controller's role: only when it is rendered (ingress class `alb`).
+    lb_controller_role_arn: Option<String>,
+    cluster_autoscaler_role_arn: String,
+    /// The VPC the load balancer controller works in (told, not discovered: no IMDS).
+    vpc_id: String,
+}
+
+async fn terraform_outputs(project: &Project, env: &LoadedEnvironment) -> Result<TerraformOutputs> {
     let tree = crate::commands::render_env(project, env)?;
     let log = crate::commands::terraform_log(&project.state_dir(&env.name));
     let workspace = crate::commands::workspace(project, env, &tree, Some(log)).await?;
     let outputs: Value = serde_json::from_slice(&workspace.output(&["output", "-json"]).await?)
         .context("terraform output -json printed something else than JSON")?;
-    arns_of(&outputs, &env.name)
+    outputs_of(&outputs, &env.name, lb_controller(env))
 }
 
-fn arns_of(outputs: &Value, env: &str) -> Result<(String, String)> {
-    let arn = |name: &str| {
+fn outputs_of(outputs: &Value, env: &str, lb_controller: bool) -> Result<TerraformOutputs> {
+    let output = |name: &str, prefix: &str| {
         outputs[name]["value"]
             .as_str()
-            .filter(|v| v.starts_with("arn:"))
+            .filter(|v| v.starts_with(prefix))
             .map(str::to_owned)
             .ok_or_else(|| anyhow::anyhow!("Terraform has no output {name} for {env}\n  hint: `shopctl apply {env}` creates the infrastructure first"))
     };
-    Ok((arn("app_role_arn")?, arn("backup_role_arn")?))
+    Ok(TerraformOutputs {
+        app_role_arn: output("app_role_arn", "arn:")?,
+        backup_role_arn: output("backup_role_arn", "arn:")?,
+        lb_controller_role_arn: match lb_controller {
+            true => Some(output("lb_controller_role_arn", "arn:")?),
+            false => None,
+        },
+        cluster_autoscaler_role_arn: output("cluster_autoscaler_role_arn", "arn:")?,
+        vpc_id: output("vpc_id", "vpc-")?,
+    })
 }
 
 /// The environment's manifests rendered with these deploy-time values.
@@ -451,22 +511,76 @@ impl<'a> Deployer<'a> {
         }
     }
 
-    /// Every live object of these kinds carrying the environment's and shopctl's labels.
-    async fn labelled(&self, kinds: &BTreeSet<(String, String)>) -> Result<Vec<Value>> {
+    /// Every live object of these kinds in these namespaces carrying the environment's
+    /// and shopctl's labels.
+    async fn labelled(&self, scopes: &BTreeSet<prune::Scope>) -> Result<Vec<Value>> {
         let selector = format!(
             "{ENVIRONMENT_LABEL}={},{MANAGED_BY_LABEL}={MANAGED_BY}",
             self.env
         );
         let mut live = Vec::new();
-        for (api_version, kind) in kinds {
-            let namespace = (Phase::of(kind) != Phase::Cluster).then_some(self.namespace);
+        for scope in scopes {
             live.extend(
                 self.cluster
-                    .list(api_version, kind, namespace, &selector)
+                    .list(
+                        &scope.api_version,
+                        &scope.kind,
+                        scope.namespace.as_deref(),
+                        &selector,
+                    )
                     .await?,
             );
         }
         Ok(live)
+    }
+
+    /// The CA of the load balancer controller's webhook certificate, as PEM: the one in
+    /// its Secret when that will do, else a new one, stored unless `dry_run`. Safe against
+    /// a concurrent deploy: the Secret is created only if absent and replaced only at the
+    /// version read, and whatever is stored is what is returned.
+    async fn webhook_ca(&self, dry_run: bool) -> Result<String> {
+        let key = controllers::webhook_tls_secret_key();
+        for _ in 0..3 {
+            let live = self.cluster.get(&key).await?;
+            let now = time::OffsetDateTime::now_utc();
+            let decision = webhook_tls::decide(live.as_ref(), now);
+            if let webhook_tls::Decision::Keep { ca_pem } = decision {
+                return Ok(ca_pem);
+            }
+            let tls = WebhookTls::generate(now)?;
+            let until = tls.not_after.date();
+            if dry_run {
+                eprintln!(
+                    "deploy: {key} would get a new webhook certificate (valid until {until})"
+                );
+                return Ok(tls.ca_pem);
+            }
+            let mut secret = tls.secret(self.env);
+            let stored = match (&decision, live) {
+                (webhook_tls::Decision::Renew(why), Some(live)) => {
+                    eprintln!("deploy: renewing the load balancer controller's webhook certificate: {why}");
+                    secret["metadata"]["resourceVersion"] =
+                        live["metadata"]["resourceVersion"].clone();
+                    self.cluster.replace(&key, &secret).await?
+                }
+                _ => self.cluster.create_if_absent(&key, &secret).await?,
+            };
+            if stored {
+                eprintln!("deploy: generated the load balancer controller's webhook certificate into {key} (valid until {until}; never printed)");
+                return Ok(tls.ca_pem);
+            }
+        }
+        bail!("the Secret {key} changed three times while the webhook certificate was being stored; try again")
+    }
+
+    /// Sets the current webhook CA into the objects' webhook configurations, if they have
+    /// any (a recorded revision's bundle may be of a certificate renewed since).
+    async fn with_current_ca(&self, objects: &mut [Object]) -> Result<()> {
+        if controllers::has_webhooks(objects) {
+            let ca = self.webhook_ca(false).await?;
+            controllers::set_ca_bundle(objects, &webhook_tls::ca_bundle(&ca));
+        }
+        Ok(())
     }
 
     async fn ensure_secrets(&self) -> Result<usize> {
@@ -510,7 +624,8 @@ impl<'a> Deployer<'a> {
             .set_header(["object", "change"]);
         let (mut create, mut update, mut same) = (0, 0, 0);
         for object in objects {
-            let namespaced_missing = !namespace_exists && object.key.namespace.is_some();
+            let namespaced_missing =
+                !namespace_exists && object.key.namespace.as_deref() == Some(self.namespace);
             let change = if namespaced_missing {
                 Change::Create
             } else {
@@ -634,7 +749,8 @@ impl<'a> Deployer<'a> {
                     .into_iter()
                     .find(|(r, _)| r.number == good.number)
                     .context("the good revision's record vanished")?;
-                let previous_objects = history::objects_of(&map)?;
+                let mut previous_objects = history::objects_of(&map)?;
+                self.with_current_ca(&mut previous_objects).await?;
                 let returned = self.apply_and_wait(&previous_objects, None, timeout).await;
                 if returned.is_ok() {
                     // What only the failed revision added goes too.
@@ -845,9 +961,10 @@ impl<'a> Deployer<'a> {
             if selector.is_empty() {
                 continue;
             }
+            let namespace = key.namespace.as_deref().unwrap_or(self.namespace);
             if let Ok(pods) = self
                 .cluster
-                .list("v1", "Pod", Some(self.namespace), &selector)
+                .list("v1", "Pod", Some(namespace), &selector)
                 .await
             {
                 problems.extend(readiness::pod_problems(&pods));
@@ -860,11 +977,33 @@ impl<'a> Deployer<'a> {
         let rendered: Vec<Key> = objects.iter().map(|o| o.key.clone()).collect();
         let live = self.labelled(&prune::kinds(&rendered, previous)).await?;
         let doomed = prune::to_prune(self.env, &rendered, &live);
+        let mut waited = false;
         for key in &doomed {
+            if Phase::of(key).is_cluster() && !waited {
+                // The load balancer controller removes a deleted Ingress's ALB; it goes
+                // only once the Ingresses pruned before it are gone.
+                self.wait_gone(doomed.iter().filter(|k| k.kind == "Ingress"))
+                    .await?;
+                waited = true;
+            }
             eprintln!("deploy: pruning {key} (no longer rendered)");
             self.cluster.delete(key).await?;
         }
         Ok(doomed.len())
+    }
+
+    async fn wait_gone(&self, keys: impl Iterator<Item = &Key>) -> Result<()> {
+        for key in keys {
+            let within = Duration::from_secs(300);
+            if !self
+                .cluster
+                .wait_gone(key, within, Duration::from_secs(2))
+                .await?
+            {
+                bail!("{key} is still being deleted after 300 s (its load balancer's finalizer waits)\n  hint: `kubectl -n {} describe ingress {}`", self.namespace, key.name);
+            }
+        }
+        Ok(())
     }
 
     async fn expire(&self, revisions: &[Revision]) -> Result<()> {
@@ -901,17 +1040,49 @@ mod tests {
     }
 
     #[test]
-    fn role_arns_come_from_terraforms_outputs() {
-        let outputs = json!({
+    fn role_arns_and_the_vpc_come_from_terraforms_outputs() {
+        let mut outputs = json!({
             "app_role_arn": {"value": "arn:aws:iam::123456789012:role/shop-staging-app"},
             "backup_role_arn": {"value": "arn:aws:iam::123456789012:role/shop-staging-postgres-backup"},
+            "lb_controller_role_arn": {"value": "arn:aws:iam::123456789012:role/shop-staging-lb-controller"},
+            "cluster_autoscaler_role_arn": {"value": "arn:aws:iam::123456789012:role/shop-staging-cluster-autoscaler"},
+            "vpc_id": {"value": "vpc-0123456789abcdef0"},
         });
-        let (app, backup) = arns_of(&outputs, "staging").unwrap();
-        assert!(app.ends_with("role/shop-staging-app") && backup.ends_with("postgres-backup"));
-        let err = arns_of(&json!({}), "staging").unwrap_err().to_string();
+        let found = outputs_of(&outputs, "staging", true).unwrap();
+        assert!(found.app_role_arn.ends_with("role/shop-staging-app"));
+        assert!(found.backup_role_arn.ends_with("postgres-backup"));
+        assert!(found
+            .lb_controller_role_arn
+            .unwrap()
+            .ends_with("lb-controller"));
+        assert!(found
+            .cluster_autoscaler_role_arn
+            .ends_with("cluster-autoscaler"));
+        assert_eq!(found.vpc_id, "vpc-0123456789abcdef0");
+        let err = outputs_of(&json!({}), "staging", true)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("no output app_role_arn") && err.contains("`shopctl apply staging`"),
             "{err}"
         );
+        // Without the ALB's controller (ingress class nginx) its role is not needed.
+        outputs
+            .as_object_mut()
+            .unwrap()
+            .remove("lb_controller_role_arn");
+        assert!(outputs_of(&outputs, "staging", false)
+            .unwrap()
+            .lb_controller_role_arn
+            .is_none());
+        let err = outputs_of(&outputs, "staging", true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no output lb_controller_role_arn"), "{err}");
+        outputs["vpc_id"] = json!({"value": "subnet-1"});
+        let err = outputs_of(&outputs, "staging", false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no output vpc_id"), "{err}");
     }
 }

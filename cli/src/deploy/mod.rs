@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod command;
+pub mod controllers;
 pub mod diff;
 pub mod history;
 pub mod lock;
@@ -18,6 +19,7 @@ pub mod readiness;
 pub mod secrets;
 #[cfg(test)]
 pub mod testing;
+pub mod webhook_tls;
 
 use std::path::PathBuf;
 use std::time::Duration;

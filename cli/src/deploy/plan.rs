@@ -1,22 +1,32 @@
 //! The order objects are applied in, and what is waited for between the phases.
 //!
-//! Objects nothing depends on at start (namespace, storage class) come first; then what
-//! pods need to start (accounts, RBAC, config, Services, policies, budgets); then the
-//! stores, waited for; then the Jobs that need the stores (Kafka topics, migrations),
-//! waited for; then the app and workers, waited for; then what points at running pods
-//! (autoscalers, the ingress, backup schedules). Deleting goes the other way.
+//! The cluster phase comes first: the custom resource definitions the controllers need,
+//! waited for until the API serves them; then the controllers themselves in kube-system
+//! (the AWS Load Balancer Controller, the Cluster Autoscaler), waited for until ready, so
+//! that the load balancer controller's webhooks answer before any pod or Ingress of the
+//! app's namespace is made. Then the app's namespace: objects nothing depends on at start
+//! (namespace, storage class); what pods need to start (accounts, RBAC, config, Services,
+//! policies, budgets); the stores, waited for; the Jobs that need the stores (Kafka
+//! topics, migrations), waited for; the app and workers, waited for; then what points at
+//! running pods (autoscalers, the ingress, backup schedules). Deleting goes the other way.
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use super::controllers;
 use super::manifest::{Key, Object};
 
 /// A group of objects applied together, then (for workloads) waited for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Phase {
-    /// Namespace and other cluster-scoped objects.
-    Cluster,
+    /// CustomResourceDefinitions: established before anything names their kinds.
+    Definitions,
+    /// The cluster's controllers (kube-system, and their cluster-wide RBAC, webhook
+    /// configurations, IngressClass): ready before the app's namespace is touched.
+    Controllers,
+    /// The app's namespace and the other cluster-scoped objects of the app (storage class).
+    Namespace,
     /// Accounts, RBAC, ConfigMaps, Services, NetworkPolicies, PodDisruptionBudgets.
     Config,
     /// StatefulSets: PostgreSQL, Kafka, RabbitMQ, Redis.
@@ -30,8 +40,10 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] = [
-        Phase::Cluster,
+    pub const ALL: [Phase; 8] = [
+        Phase::Definitions,
+        Phase::Controllers,
+        Phase::Namespace,
         Phase::Config,
         Phase::Stores,
         Phase::Jobs,
@@ -39,14 +51,16 @@ impl Phase {
         Phase::Edge,
     ];
 
-    pub fn of(kind: &str) -> Phase {
-        match kind {
-            "Namespace"
-            | "StorageClass"
-            | "CustomResourceDefinition"
-            | "PriorityClass"
-            | "ClusterRole"
-            | "ClusterRoleBinding" => Phase::Cluster,
+    /// The phase of an object: the cluster phase for the controllers' scope, else by kind.
+    pub fn of(key: &Key) -> Phase {
+        if key.kind == "CustomResourceDefinition" {
+            return Phase::Definitions;
+        }
+        if controllers::is_controller_scope(key) {
+            return Phase::Controllers;
+        }
+        match key.kind.as_str() {
+            "Namespace" | "StorageClass" => Phase::Namespace,
             "ServiceAccount"
             | "Role"
             | "RoleBinding"
@@ -67,7 +81,9 @@ impl Phase {
 
     pub fn name(self) -> &'static str {
         match self {
-            Phase::Cluster => "cluster",
+            Phase::Definitions => "definitions",
+            Phase::Controllers => "controllers",
+            Phase::Namespace => "namespace",
             Phase::Config => "config",
             Phase::Stores => "stores",
             Phase::Jobs => "jobs",
@@ -75,11 +91,19 @@ impl Phase {
             Phase::Edge => "edge",
         }
     }
+
+    /// Whether the phase belongs to the cluster rather than to the app's namespace.
+    pub fn is_cluster(self) -> bool {
+        matches!(self, Phase::Definitions | Phase::Controllers)
+    }
 }
 
 /// Kinds whose readiness a deploy waits for before the next phase.
 pub fn is_waited_for(kind: &str) -> bool {
-    matches!(kind, "StatefulSet" | "Deployment" | "DaemonSet" | "Job")
+    matches!(
+        kind,
+        "StatefulSet" | "Deployment" | "DaemonSet" | "Job" | "CustomResourceDefinition"
+    )
 }
 
 /// One phase of a deploy: apply these, then wait for those.
@@ -98,7 +122,7 @@ pub fn steps(objects: &[Object]) -> Vec<Step<'_>> {
         .filter_map(|&phase| {
             let apply: Vec<&Object> = objects
                 .iter()
-                .filter(|o| Phase::of(&o.key.kind) == phase)
+                .filter(|o| Phase::of(&o.key) == phase)
                 .collect();
             if apply.is_empty() {
                 return None;
@@ -118,11 +142,12 @@ pub fn steps(objects: &[Object]) -> Vec<Step<'_>> {
 }
 
 /// The order to delete objects in: the apply order reversed, so the ingress stops
-/// sending traffic before the app goes and the namespace goes last.
+/// sending traffic before the app goes, the namespace goes last of the app's objects,
+/// and the controllers (which finalize the Ingress's load balancer) after all of them.
 pub fn deletion_order(mut keys: Vec<Key>) -> Vec<Key> {
     keys.sort_by_key(|k| {
         (
-            std::cmp::Reverse(Phase::of(&k.kind)),
+            std::cmp::Reverse(Phase::of(k)),
             k.kind == "Namespace",
             k.clone(),
         )
@@ -265,18 +290,65 @@ mod tests {
             assert_eq!(unique.len(), objects.len(), "{env}: no object twice");
 
             let at = |kind, name| position(&order, kind, name);
+            // The cluster phase first: definitions, then the controllers, then the app's
+            // namespace before anything in it.
             let namespace = at("Namespace", "shop");
-            assert_eq!(namespace, 0, "{env}: the namespace comes first");
+            let cluster: Vec<&Key> = order[..namespace].to_vec();
+            assert!(
+                cluster.iter().all(|k| controllers::is_controller_scope(k)),
+                "{env}: only the controllers before the namespace: {cluster:?}"
+            );
+            assert!(order[namespace..]
+                .iter()
+                .all(|k| !controllers::is_controller_scope(k)));
+            assert_eq!(order[0].kind, "CustomResourceDefinition", "{env}");
+            let crds = order
+                .iter()
+                .filter(|k| k.kind == "CustomResourceDefinition")
+                .count();
+            assert_eq!(crds, 2, "{env}: TargetGroupBinding and IngressClassParams");
+            assert!(order[..crds]
+                .iter()
+                .all(|k| k.kind == "CustomResourceDefinition"));
+            let lb = at("Deployment", "aws-load-balancer-controller");
+            assert!(lb < namespace && at("Deployment", "cluster-autoscaler") < namespace);
+            // The controller reads its certificate, account and RBAC from the start.
+            assert!(at("ServiceAccount", "aws-load-balancer-controller") < lb);
+            assert!(at("ClusterRoleBinding", "aws-load-balancer-controller") < lb);
+            // The class and the webhook exist before the Ingress they serve and validate.
+            assert!(at("IngressClass", "alb") < at("Ingress", "shop-app"));
+            assert!(
+                at(
+                    "ValidatingWebhookConfiguration",
+                    "aws-load-balancer-webhook"
+                ) < namespace
+            );
             assert!(at("StorageClass", "shop-gp3") < at("StatefulSet", "shop-postgres"));
             // Pods start with their account, RBAC and configuration in place.
             assert!(at("ServiceAccount", "shop-postgres") < at("StatefulSet", "shop-postgres"));
             assert!(at("RoleBinding", "shop-postgres") < at("StatefulSet", "shop-postgres"));
             assert!(at("ConfigMap", "shop-postgres") < at("StatefulSet", "shop-postgres"));
-            // Default deny is in place before any pod runs.
-            let first_workload = order.iter().position(|k| is_waited_for(&k.kind)).unwrap();
+            // Default deny (and each controller's policy) in place before any pod it
+            // selects runs.
+            let value = |key: &Key| &objects.iter().find(|o| &o.key == key).unwrap().value;
             for (i, key) in order.iter().enumerate() {
-                if key.kind == "NetworkPolicy" {
-                    assert!(i < first_workload, "{env}: {key} after a workload");
+                if key.kind != "NetworkPolicy" {
+                    continue;
+                }
+                let wanted = value(key)["spec"]["podSelector"]["matchLabels"].clone();
+                let selects = |k: &Key| {
+                    let labels = &value(k)["spec"]["template"]["metadata"]["labels"];
+                    wanted
+                        .as_object()
+                        .is_none_or(|m| m.iter().all(|(l, v)| labels[l] == *v))
+                };
+                for (j, workload) in order.iter().enumerate() {
+                    let pods = is_waited_for(&workload.kind)
+                        && workload.kind != "CustomResourceDefinition"
+                        && workload.namespace == key.namespace;
+                    if pods && selects(workload) {
+                        assert!(i < j, "{env}: {key} after {workload}");
+                    }
                 }
             }
             // Migrations run on a ready database, before the app that needs the schema.
@@ -298,10 +370,21 @@ mod tests {
         assert_eq!(phases, Phase::ALL.to_vec());
         for step in &steps {
             for key in &step.wait_for {
-                assert_eq!(Phase::of(&key.kind), step.phase);
+                assert_eq!(Phase::of(key), step.phase);
             }
             let waited: Vec<&str> = step.wait_for.iter().map(|k| k.name.as_str()).collect();
             match step.phase {
+                Phase::Definitions => assert_eq!(
+                    waited,
+                    vec![
+                        "targetgroupbindings.elbv2.k8s.aws",
+                        "ingressclassparams.elbv2.k8s.aws"
+                    ]
+                ),
+                Phase::Controllers => assert_eq!(
+                    waited,
+                    vec!["aws-load-balancer-controller", "cluster-autoscaler"]
+                ),
                 Phase::Stores => {
                     for name in [
                         "shop-postgres",
@@ -398,11 +481,20 @@ mod tests {
     }
 
     #[test]
-    fn deletes_in_reverse_with_the_namespace_last() {
+    fn deletes_in_reverse_with_the_namespace_last_of_the_apps_objects() {
         let objects = rendered("staging");
         let order = deletion_order(objects.iter().map(|o| o.key.clone()).collect());
-        assert_eq!(order.last().unwrap().kind, "Namespace");
+        // The controllers go after every object of the app, the definitions last.
+        assert_eq!(order.last().unwrap().kind, "CustomResourceDefinition");
+        let namespace = order.iter().position(|k| k.kind == "Namespace").unwrap();
+        assert!(order[..namespace]
+            .iter()
+            .all(|k| !controllers::is_controller_scope(k)));
+        assert!(order[namespace + 1..]
+            .iter()
+            .all(|k| controllers::is_controller_scope(k)));
         let at = |kind: &str| order.iter().position(|k| k.kind == kind).unwrap();
+        assert!(at("Ingress") < at("IngressClass"));
         assert!(at("Ingress") < at("Deployment"));
         assert!(at("Deployment") < at("StatefulSet"));
         assert!(at("StatefulSet") < at("Service"));

@@ -6,17 +6,32 @@ use serde_json::Value;
 
 use super::manifest::{self, Key, ENVIRONMENT_LABEL, MANAGED_BY, MANAGED_BY_LABEL};
 
-/// The kinds to list when looking for objects to prune: those rendered now and those
-/// the previous revision applied (a kind no longer rendered at all still has objects).
+/// Where to list when looking for objects to prune: each kind in each namespace (None:
+/// cluster-wide, for cluster-scoped kinds) that objects rendered now or applied by the
+/// previous revision are in (a kind no longer rendered at all still has objects). Only
+/// those namespaces are listed: the app's, and kube-system for the controllers; there the
+/// labels below keep everything that is not shopctl's out of reach.
 pub fn kinds<'a>(
     current: impl IntoIterator<Item = &'a Key>,
     previous: impl IntoIterator<Item = &'a Key>,
-) -> BTreeSet<(String, String)> {
+) -> BTreeSet<Scope> {
     current
         .into_iter()
         .chain(previous)
-        .map(|k| (k.api_version.clone(), k.kind.clone()))
+        .map(|k| Scope {
+            api_version: k.api_version.clone(),
+            kind: k.kind.clone(),
+            namespace: k.namespace.clone(),
+        })
         .collect()
+}
+
+/// One list call: a kind in a namespace, or cluster-wide.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Scope {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
 }
 
 /// The live objects to delete: they carry the environment's label and shopctl's, no
@@ -140,6 +155,72 @@ mod tests {
         }];
         let kinds = kinds(&now, &before);
         assert_eq!(kinds.len(), 2);
-        assert!(kinds.contains(&("batch/v1".into(), "CronJob".into())));
+        assert!(kinds.contains(&Scope {
+            api_version: "batch/v1".into(),
+            kind: "CronJob".into(),
+            namespace: None
+        }));
+    }
+
+    #[test]
+    fn lists_kube_system_only_for_the_controllers_and_never_prunes_what_is_not_ours_there() {
+        let objects = rendered("staging");
+        let keys: Vec<Key> = objects.iter().map(|o| o.key.clone()).collect();
+        let scopes = kinds(&keys, &[]);
+        let namespaces: BTreeSet<Option<&str>> =
+            scopes.iter().map(|s| s.namespace.as_deref()).collect();
+        assert_eq!(
+            namespaces,
+            BTreeSet::from([None, Some("kube-system"), Some("shop")])
+        );
+        // Deployments are listed in both namespaces, Ingresses only in the app's.
+        let deployments: Vec<Option<&str>> = scopes
+            .iter()
+            .filter(|s| s.kind == "Deployment")
+            .map(|s| s.namespace.as_deref())
+            .collect();
+        assert_eq!(deployments, vec![Some("kube-system"), Some("shop")]);
+        assert!(!scopes
+            .iter()
+            .any(|s| s.kind == "Ingress" && s.namespace.as_deref() == Some("kube-system")));
+
+        let mut cluster: Vec<Value> = objects.iter().map(|o| o.value.clone()).collect();
+        let in_kube_system = |kind: &str, name: &str, labels: Value| {
+            let mut object = live("apps/v1", kind, name, labels);
+            object["metadata"]["namespace"] = json!("kube-system");
+            object
+        };
+        // The EKS add-ons and anything else in kube-system: no labels of ours, kept.
+        cluster.push(in_kube_system(
+            "Deployment",
+            "coredns",
+            json!({"eks.amazonaws.com/component": "coredns", "k8s-app": "kube-dns"}),
+        ));
+        cluster.push(in_kube_system(
+            "DaemonSet",
+            "aws-node",
+            json!({"app.kubernetes.io/managed-by": "Helm"}),
+        ));
+        // Another environment's controller in the same namespace: kept.
+        cluster.push(in_kube_system(
+            "Deployment",
+            "old-controller",
+            ours("production"),
+        ));
+        // A controller a previous revision of this environment rendered: pruned.
+        cluster.push(in_kube_system(
+            "Deployment",
+            "old-controller",
+            ours("staging"),
+        ));
+        // The webhook's generated Secret is not labelled for prune: kept.
+        cluster.push(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {
+            "name": "aws-load-balancer-tls", "namespace": "kube-system",
+            "labels": {"shop.example.com/generated-for": "staging", MANAGED_BY_LABEL: MANAGED_BY}}}));
+        let pruned: Vec<String> = to_prune("staging", &keys, &cluster)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(pruned, vec!["Deployment kube-system/old-controller"]);
     }
 }

@@ -14,8 +14,8 @@ pub enum Rollout {
     Failed(String),
 }
 
-/// The rollout state of a StatefulSet, Deployment, DaemonSet or Job; other kinds are
-/// ready once applied.
+/// The rollout state of a StatefulSet, Deployment, DaemonSet, Job or
+/// CustomResourceDefinition; other kinds are ready once applied.
 pub fn rollout(kind: &str, object: &Value) -> Rollout {
     let generation = object["metadata"]["generation"].as_i64().unwrap_or(0);
     let status = &object["status"];
@@ -44,7 +44,25 @@ pub fn rollout(kind: &str, object: &Value) -> Rollout {
             }
         }
         "Job" => job(object, status, count),
+        "CustomResourceDefinition" => definition(status),
         _ => Rollout::Ready,
+    }
+}
+
+/// A CustomResourceDefinition is ready once the API serves its kind (Established); its
+/// names refused (NamesAccepted False: another definition holds them) never will be.
+fn definition(status: &Value) -> Rollout {
+    let conditions = status["conditions"].as_array();
+    let find = |kind: &str| conditions.and_then(|cs| cs.iter().find(|c| c["type"] == kind));
+    if let Some(names) = find("NamesAccepted").filter(|c| c["status"] == "False") {
+        return Rollout::Failed(format!(
+            "its names are not accepted: {}",
+            names["message"].as_str().unwrap_or("no reason given")
+        ));
+    }
+    match find("Established") {
+        Some(c) if c["status"] == "True" => Rollout::Ready,
+        _ => Rollout::Progressing("not established yet".into()),
     }
 }
 
@@ -217,6 +235,40 @@ mod tests {
 
     fn deployment(generation: i64, spec: i64, status: Value) -> Value {
         json!({"metadata": {"generation": generation}, "spec": {"replicas": spec}, "status": status})
+    }
+
+    #[test]
+    fn a_definition_is_ready_once_established_and_fails_when_its_names_are_taken() {
+        let crd = |conditions: Value| json!({"metadata": {"generation": 1}, "status": {"conditions": conditions}});
+        let kind = "CustomResourceDefinition";
+        // Just created: no status yet.
+        assert!(matches!(
+            rollout(kind, &json!({"metadata": {"generation": 1}})),
+            Rollout::Progressing(_)
+        ));
+        assert!(matches!(
+            rollout(
+                kind,
+                &crd(json!([{"type": "NamesAccepted", "status": "True"}, {"type": "Established", "status": "False"}]))
+            ),
+            Rollout::Progressing(why) if why.contains("not established")
+        ));
+        assert_eq!(
+            rollout(
+                kind,
+                &crd(
+                    json!([{"type": "NamesAccepted", "status": "True"}, {"type": "Established", "status": "True"}])
+                )
+            ),
+            Rollout::Ready
+        );
+        assert!(matches!(
+            rollout(
+                kind,
+                &crd(json!([{"type": "NamesAccepted", "status": "False", "message": "\"ingressclassparams\" is already in use"}]))
+            ),
+            Rollout::Failed(why) if why.contains("already in use")
+        ));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::manifests::{argv, literal_env, Manifests};
+use common::manifests::{argv, Manifests};
 use serde_json::{json, Value};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
@@ -88,11 +88,10 @@ impl Rendered {
             .filter_map(|e| e["secretRef"]["name"].as_str())
             .collect();
         assert_eq!(secrets.len(), 1, "one Secret read whole: {secrets:?}");
-        let toml: toml::Value =
-            std::fs::read_to_string(project.path().join("environments/staging.toml"))
-                .unwrap()
-                .parse()
-                .unwrap();
+        let toml: toml::Table = toml::from_str(
+            &std::fs::read_to_string(project.path().join("environments/staging.toml")).unwrap(),
+        )
+        .unwrap();
         Rendered {
             patroni_yml: manifests.config_file("shop-postgres", "patroni.yml"),
             post_bootstrap: manifests.config_file("shop-postgres", "post-bootstrap.sh"),
@@ -344,10 +343,10 @@ impl Drop for Cluster {
                 let _ = child.kill();
                 let _ = child.wait();
             }
-            // Patroni starts the postmaster in a session of its own: kill that session's
-            // process group (the postmaster and its children, stopped ones included).
+            // Patroni starts the postmaster in a session of its own: kill it and its
+            // children (stopped ones included).
             if let Some(pid) = postmaster_pid(member) {
-                signal_group(pid, libc::SIGKILL);
+                signal_postgres(pid, libc::SIGKILL);
             }
         }
         let _ = self.etcd.kill();
@@ -376,13 +375,32 @@ fn postmaster_pid(member: &Member) -> Option<i32> {
         .ok()
 }
 
-/// Signals the process group of `pid`.
-fn signal_group(pid: i32, signal: i32) {
-    // SAFETY: getpgid and kill have no memory preconditions; errors (ESRCH) are ignored.
+/// Signals a postmaster and its children: the whole of a member's PostgreSQL. (Each child
+/// is a process group of its own: PostgreSQL calls setsid in every child.)
+fn signal_postgres(postmaster: i32, signal: i32) {
+    let children: Vec<i32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid: i32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            (ppid == postmaster).then_some(pid)
+        })
+        .collect();
+    // SAFETY: kill has no memory preconditions; ESRCH for a process already gone is fine.
     unsafe {
-        let group = libc::getpgid(pid);
-        if group > 1 {
-            libc::kill(-group, signal);
+        // The postmaster first, so that it does not react to its children's signals.
+        libc::kill(postmaster, signal);
+        for pid in children {
+            libc::kill(pid, signal);
         }
     }
 }
@@ -817,12 +835,12 @@ async fn staging_postgres_bootstraps_authenticates_and_keeps_acknowledged_writes
     // while their pods exist; etcd would expire its key after ttl).
     let frozen = cluster.member(&sync[0]);
     let pm = postmaster_pid(frozen).expect("the replica's postmaster");
-    signal_group(pm, libc::SIGSTOP);
+    signal_postgres(pm, libc::SIGSTOP);
     let start = Instant::now();
     let insert = sqlx::query("INSERT INTO ledger (seq) VALUES (0)").execute(&mut conn);
     let committed = tokio::time::timeout(Duration::from_secs(90), insert).await;
     let stall = start.elapsed();
-    signal_group(pm, libc::SIGCONT);
+    signal_postgres(pm, libc::SIGCONT);
     committed
         .expect("the commit completes within 90 s")
         .expect("the commit succeeds");
@@ -906,7 +924,7 @@ async fn staging_postgres_bootstraps_authenticates_and_keeps_acknowledged_writes
         let _ = patroni.kill();
         let _ = patroni.wait();
     }
-    signal_group(pm, libc::SIGKILL);
+    signal_postgres(pm, libc::SIGKILL);
     let acked_at_kill = writer.acked().len();
     eprintln!(
         "[{}] killed {new_leader} ({acked_at_kill} inserts acknowledged)",

@@ -612,6 +612,23 @@ impl Cluster {
     ) -> (String, Vec<String>) {
         let deadline = Instant::now() + within;
         loop {
+            // A Patroni that gave up (bootstrap failed) ends the wait at once.
+            for (member, child) in self.members.iter().zip(&self.patroni) {
+                if let Some(child) = child {
+                    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+                        .unwrap_or_default();
+                    // The state field: Z (a zombie) once it exited; no file once reaped.
+                    let running = stat
+                        .rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().next())
+                        .is_some_and(|state| state != "Z");
+                    assert!(
+                        running,
+                        "{what}: {}'s Patroni exited (its log's last lines follow)",
+                        member.name
+                    );
+                }
+            }
             let view = self.view(alive).await;
             if let Some(view) = &view {
                 if let Some(state) = healthy(view, alive) {

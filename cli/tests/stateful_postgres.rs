@@ -259,7 +259,7 @@ fn substitute(
         "the container runs Patroni: {command:?}"
     );
     let config_arg = format!("{mount}/patroni.yml");
-    assert_eq!(command[1..], [config_arg.clone()], "{command:?}");
+    assert_eq!(command[1..], [config_arg], "{command:?}");
     let command = vec![
         common::tool("patroni").display().to_string(),
         member.etc().join("patroni.yml").display().to_string(),

@@ -142,6 +142,9 @@ const PASSWORD_ENV: [(&str, &str); 2] = [
     ("PATRONI_REPLICATION_PASSWORD", "failover-repl"),
 ];
 
+/// Patroni's REST API credentials (write endpoints).
+const API_AUTH: (&str, &str) = ("failover", "failover-api-password");
+
 fn start_cluster() -> Cluster {
     let pg_bin = common::postgres_bin_dir().display().to_string();
     for (k, v) in PASSWORD_ENV {
@@ -193,6 +196,11 @@ name: {name}
 restapi:
   listen: 127.0.0.1:{api}
   connect_address: 127.0.0.1:{api}
+  # As the Kubernetes manifests: the switchover must send these (the target's
+  # patroni_api_auth), or Patroni answers 401.
+  authentication:
+    username: {api_user}
+    password: {api_password}
 etcd3:
   hosts: 127.0.0.1:{client}
 bootstrap:
@@ -237,6 +245,8 @@ postgresql:
     max_connections: 60
 "#,
             name = node.name,
+            api_user = API_AUTH.0,
+            api_password = API_AUTH.1,
             // As `up local` runs it; FAILOVER_TEST_STRICT=0 shows what non-strict mode loses.
             strict = std::env::var("FAILOVER_TEST_STRICT").as_deref() != Ok("0"),
             api = node.api,
@@ -344,6 +354,7 @@ fn target(cluster: &Cluster, workload_seconds: u64) -> PathBuf {
         "write_dsn": format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.write_port),
         "read_dsn": format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.read_port),
         "password_env": "PATRONI_SUPERUSER_PASSWORD",
+        "patroni_api_auth": {"username": API_AUTH.0, "password": API_AUTH.1},
         "workload_seconds": workload_seconds,
         "fault_after_seconds": 3,
         "ttl_seconds": 8,

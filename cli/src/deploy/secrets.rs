@@ -23,11 +23,17 @@ pub const RABBITMQ_COOKIE: &str = "shop-rabbitmq-erlang-cookie";
 pub const REDIS: &str = "shop-redis";
 pub const NAMES: [&str; 5] = [APP, POSTGRES, RABBITMQ_USERS, RABBITMQ_COOKIE, REDIS];
 
+/// The user of Patroni's REST API write endpoints (basic authentication); its password is
+/// generated. Both are in the Secret [`POSTGRES`], so a client needs nothing but the Secret.
+pub const PATRONI_RESTAPI_USER: &str = "patroni";
+
 /// The generated values, never printed (Debug shows none of them).
 pub struct Passwords {
     pub postgres: String,
     pub replication: String,
     pub rewind: String,
+    /// Patroni's REST API (write endpoints).
+    pub patroni_api: String,
     pub shop_db: String,
     pub amqp: String,
     pub redis: String,
@@ -56,6 +62,7 @@ impl Passwords {
             postgres: hex(24)?,
             replication: hex(24)?,
             rewind: hex(24)?,
+            patroni_api: hex(24)?,
             shop_db: hex(24)?,
             amqp: hex(24)?,
             redis: hex(24)?,
@@ -150,6 +157,9 @@ pub fn objects(passwords: &Passwords, namespace: &str, env: &str) -> Vec<Value> 
                 "PATRONI_SUPERUSER_PASSWORD": p.postgres,
                 "PATRONI_REPLICATION_PASSWORD": p.replication,
                 "PATRONI_REWIND_PASSWORD": p.rewind,
+                // Patroni's REST API: basic authentication on its write endpoints.
+                "PATRONI_RESTAPI_USERNAME": PATRONI_RESTAPI_USER,
+                "PATRONI_RESTAPI_PASSWORD": p.patroni_api,
                 // Read by the post-bootstrap script that creates the `shop` role and database.
                 "SHOP_DB_PASSWORD": p.shop_db,
             }),
@@ -256,13 +266,50 @@ mod tests {
         assert!(value(APP, "database-read-url")
             .contains(&format!(":{shop_db}@shop-postgres-replica.shop.svc:")));
         assert!(value(APP, "redis-url").contains(&format!(":{}@", value(REDIS, "auth"))));
+        let again = Passwords::generate().unwrap();
         let users: Value = serde_json::from_str(&value(RABBITMQ_USERS, "users.json")).unwrap();
         assert_eq!(
             users["users"][0]["password_hash"],
             rabbitmq_hash(&passwords.amqp, passwords.amqp_salt)
         );
         assert!(value(APP, "amqp-url").contains(&format!("shop:{}@", passwords.amqp)));
-        let again = Passwords::generate().unwrap();
+        // Patroni reads the whole Secret as PATRONI_* variables (envFrom): exactly the
+        // database roles', the REST API's and the post-bootstrap script's values, each
+        // password its own.
+        let postgres = secrets
+            .iter()
+            .find(|s| s["metadata"]["name"] == POSTGRES)
+            .unwrap();
+        let mut keys: Vec<&str> = postgres["stringData"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "PATRONI_REPLICATION_PASSWORD",
+                "PATRONI_RESTAPI_PASSWORD",
+                "PATRONI_RESTAPI_USERNAME",
+                "PATRONI_REWIND_PASSWORD",
+                "PATRONI_SUPERUSER_PASSWORD",
+                "SHOP_DB_PASSWORD"
+            ]
+        );
+        assert_eq!(value(POSTGRES, "PATRONI_RESTAPI_USERNAME"), "patroni");
+        let api = value(POSTGRES, "PATRONI_RESTAPI_PASSWORD");
+        assert_eq!(api.len(), 48);
+        for other in [
+            &passwords.postgres,
+            &passwords.replication,
+            &passwords.rewind,
+            &passwords.shop_db,
+        ] {
+            assert_ne!(&api, other);
+        }
+        assert_ne!(again.patroni_api, passwords.patroni_api);
         assert_ne!(again.jwt, passwords.jwt);
         assert_eq!(passwords.jwt.len(), 64);
     }

@@ -625,13 +625,16 @@ pub async fn inject(
                 .context("the cluster has no synchronous standby to switch over to")?;
             mark("fault", format!("switchover {leader} -> {candidate}"));
             let body = serde_json::json!({"leader": leader, "candidate": candidate});
-            let response = cluster
+            let mut request = cluster
                 .http
                 .post(format!("{}/switchover", node.api_url))
                 .timeout(Duration::from_secs(30))
-                .json(&body)
-                .send()
-                .await?;
+                .json(&body);
+            // A write endpoint: Patroni answers 401 without the REST API's credentials.
+            if let Some(auth) = &cluster.target.patroni_api_auth {
+                request = request.basic_auth(&auth.username, Some(&auth.password.0));
+            }
+            let response = request.send().await?;
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
             if !status.is_success() {

@@ -43,6 +43,10 @@ pub struct Target {
     /// ...or the environment variable holding it.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// Basic authentication for Patroni's REST API write endpoints (the switchover), when
+    /// the members require it (on Kubernetes: from the Secret shop-postgres-credentials).
+    #[serde(default)]
+    pub patroni_api_auth: Option<ApiAuth>,
     /// The shop's database, for the stock invariants (same user and password);
     /// skipped when absent.
     #[serde(default)]
@@ -91,6 +95,13 @@ impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Password(..)")
     }
+}
+
+/// A user and password for Patroni's REST API (`restapi.authentication`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiAuth {
+    pub username: String,
+    pub password: Password,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -547,6 +558,8 @@ pub fn target_for(topology: &crate::local::Topology) -> Result<Target> {
         read_dsn: Some(topology.read_dsn(&secrets)),
         password: None,
         password_env: None,
+        // Local Patroni's REST API listens on loopback only, without authentication.
+        patroni_api_auth: None,
         shop_database: Some(crate::local::topology::APP_DB.to_owned()),
         api_url: Some(topology.api_url()),
         thresholds: Thresholds {
@@ -592,6 +605,7 @@ pub async fn target_for_kubernetes(
         );
     }
     let password = kube.superuser_password().await?;
+    let patroni_api_auth = kube.patroni_api_auth().await?;
     let bridge = kube.bridge(&members).await?;
     let nodes = members
         .iter()
@@ -614,6 +628,7 @@ pub async fn target_for_kubernetes(
         read_dsn: None,
         password: Some(Password(password)),
         password_env: None,
+        patroni_api_auth: Some(patroni_api_auth),
         shop_database: Some("shop".to_owned()),
         api_url: Some(format!("https://{}", env.config.domain)),
         thresholds: Thresholds::default(),
@@ -673,6 +688,18 @@ mod tests {
         .unwrap();
         assert_eq!(target.password().as_deref(), Some("hunter2"));
         assert!(!format!("{target:?}").contains("hunter2"));
+        assert!(target.patroni_api_auth.is_none());
+        // The REST API's password reads the same way, and never shows either.
+        let target: Target = serde_json::from_str(
+            r#"{"nodes": [], "write_dsn": "postgres://u@h/d", "patroni_api_auth": {"username": "patroni", "password": "s3cret"}, "reports_dir": "r"}"#,
+        )
+        .unwrap();
+        let auth = target.patroni_api_auth.as_ref().unwrap();
+        assert_eq!(
+            (auth.username.as_str(), auth.password.0.as_str()),
+            ("patroni", "s3cret")
+        );
+        assert!(!format!("{target:?}").contains("s3cret"));
         // A target file from before the cluster modes still reads, with their defaults.
         let thresholds: Thresholds = serde_json::from_str(
             r#"{"switchover_ms": 1, "kill_postgres_ms": 2, "kill_node_ms": 3, "freeze_node_ms": 4}"#,

@@ -171,11 +171,12 @@ pub async fn declare(
             .await
             .with_context(|| declare_failed(name))?;
         bind(channel, name, WORK_EXCHANGE, name).await?;
-        // No delivery limit and no dead-letter exchange: nothing ever leaves it but by
-        // `shopctl jobs dlq replay` (or a purge). RabbitMQ 3.13 counts no limit here;
-        // 4.x would apply its default of 20 deliveries, which `shopctl jobs dlq list`
-        // never spends: it reads by copying each message to the back of the queue and
-        // acknowledging the one it read (cli/src/jobs.rs), so no message is ever returned.
+        // No delivery limit and no dead-letter exchange: nothing leaves it but by `shopctl
+        // jobs dlq replay` (or a purge). RabbitMQ 3.13 applies no limit to a queue declared
+        // without one; 4.x applies 20 deliveries, which `shopctl jobs dlq` never spends: it
+        // reads a message by copying it to the back of the queue and acknowledging the one
+        // it took (cli/src/jobs.rs), so no message is ever handed back. (`-1`, 4.x's "no
+        // limit", would drop every returned message on 3.13: docs/jobs.md.)
         let dlq = dlq(queue);
         channel
             .queue_declare(

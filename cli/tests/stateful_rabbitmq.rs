@@ -623,7 +623,6 @@ fn staging_rabbitmq_forms_one_cluster_whose_job_queues_are_all_replicated_quorum
         );
         env.push(subs.env(node));
     }
-    drop(subs);
 
     // One port mapper for the three nodes (and rabbitmqctl), on loopback.
     let epmd = Process::spawn(

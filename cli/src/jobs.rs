@@ -1,11 +1,16 @@
 //! `shopctl jobs dlq list|replay`: the dead-letter queues of the shop's background jobs on
 //! RabbitMQ (the topology is declared by the app's worker; see docs/jobs.md).
 //!
-//! Listing takes each message without acknowledging it and closes the channel at the end,
-//! which hands every one back: nothing is removed. Replaying publishes a message to its
-//! work queue with a publisher confirm and acknowledges it on the dead-letter queue only
-//! after the confirm; a crash in between leaves it in both places, never in neither (the
-//! worker's handlers are idempotent on the job key).
+//! The dead-letter queues are quorum queues, which count every message handed back
+//! (a nack with requeue, a channel closed with messages unacknowledged) as a delivery:
+//! RabbitMQ 4.x drops a message past 20 of them by default. So nothing here hands a message
+//! back. Reading one message is: take it, publish a copy to the back of the same queue
+//! with a publisher confirm, then acknowledge the one taken. A pass over the `count`
+//! messages the queue held at the start reads each once and leaves them in their order,
+//! with fresh delivery counts. Replaying publishes a message to its work queue instead of
+//! back to the dead-letter queue, with a confirm, before acknowledging it. A crash between
+//! a confirm and its acknowledgement leaves a message twice, never nowhere (the worker's
+//! handlers are idempotent on the job key).
 
 use std::{path::Path, process::ExitCode, time::Duration};
 
@@ -207,10 +212,8 @@ fn describe(queue: &str, message: &BasicGetMessage) -> DeadJob {
         _ => None,
     };
     let from_death = |name: &str| death.as_ref().and_then(|d| d.inner().get(name).cloned());
-    let attempts = get("x-attempts")
-        .as_ref()
-        .and_then(int)
-        .or_else(|| get("x-delivery-count").as_ref().and_then(int));
+    // Not x-delivery-count: the broker sets it per queue, and this one's is not the job's.
+    let attempts = get("x-attempts").as_ref().and_then(int);
     let last_error =
         get("x-last-error")
             .as_ref()
@@ -253,7 +256,8 @@ fn describe(queue: &str, message: &BasicGetMessage) -> DeadJob {
     }
 }
 
-/// Opens a channel on `queue.dlq` and returns it with the number of messages in it.
+/// Opens a channel in confirm mode on `queue.dlq` and returns it with the number of
+/// messages in it.
 async fn open_dlq(connection: &Connection, queue: &str) -> Result<(Channel, u32)> {
     let channel = connection.create_channel().await?;
     let dlq = format!("{queue}.dlq");
@@ -270,33 +274,88 @@ async fn open_dlq(connection: &Connection, queue: &str) -> Result<(Channel, u32)
         .with_context(|| {
             format!("{dlq} does not exist on this broker; it is declared when `app worker` first starts")
         })?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     Ok((channel, declared.message_count()))
 }
 
-/// Takes (without acknowledging) up to `count` messages of `queue.dlq`; they return to the
-/// queue when the channel closes.
-async fn take(channel: &Channel, queue: &str, count: u32) -> Result<Vec<BasicGetMessage>> {
+/// Takes the next message of `queue.dlq`, unacknowledged.
+async fn take(channel: &Channel, queue: &str) -> Result<Option<BasicGetMessage>> {
     let dlq = format!("{queue}.dlq");
-    let mut taken = Vec::new();
-    while taken.len() < count as usize {
-        match channel
-            .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: false })
-            .await?
-        {
-            Some(message) => taken.push(message),
-            None => break,
+    Ok(channel
+        .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: false })
+        .await?)
+}
+
+/// The message's headers without the counters the broker keeps per queue, which a copy
+/// must not carry over.
+fn headers_without_broker_counters(message: &BasicGetMessage) -> FieldTable {
+    let mut headers = FieldTable::default();
+    if let Some(old) = message.delivery.properties.headers() {
+        for (k, v) in old.inner() {
+            if !matches!(k.as_str(), "x-delivery-count" | "x-acquired-count") {
+                headers.insert(k.clone(), v.clone());
+            }
         }
     }
-    Ok(taken)
+    headers
+}
+
+/// Publishes `properties`/`body` with a confirm and acknowledges `message` once the broker
+/// has taken the copy; `what` names the target in errors.
+async fn move_to(
+    channel: &Channel,
+    message: &BasicGetMessage,
+    exchange: &str,
+    routing_key: &str,
+    headers: FieldTable,
+    what: &str,
+) -> Result<()> {
+    let delivery = &message.delivery;
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            &delivery.data,
+            delivery
+                .properties
+                .clone()
+                .with_headers(headers)
+                .with_delivery_mode(2),
+        )
+        .await?
+        .await?;
+    if !confirm.is_ack() || confirm.take_message().is_some() {
+        bail!("the broker did not take the copy into {what}; the message stays where it was");
+    }
+    delivery.acker.ack(BasicAckOptions::default()).await?;
+    Ok(())
+}
+
+/// Reads `message` without removing it: a confirmed copy to the back of `queue.dlq`, then
+/// the acknowledgement of the one taken.
+async fn keep(channel: &Channel, queue: &str, message: &BasicGetMessage) -> Result<()> {
+    let dlq = format!("{queue}.dlq");
+    let headers = headers_without_broker_counters(message);
+    move_to(channel, message, "", &dlq, headers, &dlq).await
 }
 
 async fn scan(connection: &Connection, args: &BrokerArgs) -> Result<Vec<DeadJob>> {
     let mut jobs = Vec::new();
     for queue in queues(args) {
         let (channel, count) = open_dlq(connection, queue).await?;
-        let taken = take(&channel, queue, count).await?;
-        jobs.extend(taken.iter().map(|m| describe(queue, m)));
-        // Every message taken goes back to the queue.
+        for _ in 0..count {
+            let Some(message) = take(&channel, queue).await? else {
+                break;
+            };
+            jobs.push(describe(queue, &message));
+            keep(&channel, queue, &message).await?;
+        }
         channel.close(200, "listed".into()).await?;
     }
     Ok(jobs)
@@ -391,48 +450,31 @@ async fn replay(project_dir: Option<&Path>, args: &DlqReplayArgs) -> Result<Exit
     let mut replayed = 0;
     for queue in queues(&args.broker) {
         let (channel, count) = open_dlq(&connection, queue).await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        for message in take(&channel, queue, count).await? {
+        for _ in 0..count {
+            let Some(message) = take(&channel, queue).await? else {
+                break;
+            };
             if !selected(args, &message) {
-                continue; // left unacknowledged: back to the dead-letter queue at close
+                keep(&channel, queue, &message).await?;
+                continue;
             }
-            let delivery = &message.delivery;
             // A fresh start: the worker counts attempts from the headers.
             let mut headers = FieldTable::default();
-            if let Some(old) = delivery.properties.headers() {
+            if let Some(old) = message.delivery.properties.headers() {
                 for (k, v) in old.inner() {
-                    let k_str = k.as_str();
-                    if !k_str.starts_with("x-") {
+                    if !k.as_str().starts_with("x-") {
                         headers.insert(k.clone(), v.clone());
                     }
                 }
             }
-            let confirm = channel
-                .basic_publish(
-                    WORK_EXCHANGE.into(),
-                    queue.into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    &delivery.data,
-                    delivery
-                        .properties
-                        .clone()
-                        .with_headers(headers)
-                        .with_delivery_mode(2),
-                )
-                .await?
-                .await?;
-            if !confirm.is_ack() || confirm.take_message().is_some() {
-                bail!(
-                    "the broker did not take a replayed job into {queue} (is the exchange `{WORK_EXCHANGE}` bound?); \
-                     it stays in {queue}.dlq; {replayed} replayed before it"
-                );
-            }
-            delivery.acker.ack(BasicAckOptions::default()).await?;
+            move_to(&channel, &message, WORK_EXCHANGE, queue, headers, queue)
+                .await
+                .with_context(|| {
+                    format!(
+                        "replaying into {queue} (is the exchange `{WORK_EXCHANGE}` bound?); \
+                         {replayed} replayed before it"
+                    )
+                })?;
             replayed += 1;
         }
         channel.close(200, "replayed".into()).await?;

@@ -70,11 +70,25 @@ async fn prepare(rabbit: &RabbitServer) {
             )
             .await
             .unwrap();
+        // As app/src/jobs/topology.rs declares it, plus a delivery limit of 1: it stands
+        // for RabbitMQ 4.x's default limit (20) on a queue declared without one. A reader
+        // that handed messages back would lose each one on its second listing (the
+        // dead-letter queue has no dead-letter exchange of its own).
+        let mut dlq = FieldTable::default();
+        dlq.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        dlq.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
+        dlq.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(1));
         channel
             .queue_declare(
                 format!("{queue}.dlq").as_str().into(),
                 QueueDeclareOptions::durable(),
-                FieldTable::default(),
+                dlq,
             )
             .await
             .unwrap();
@@ -161,7 +175,7 @@ fn dlq_list_keeps_and_replay_moves_exactly_the_chosen_jobs() {
         cmd
     };
 
-    for _ in 0..2 {
+    for _ in 0..3 {
         shopctl()
             .args(["jobs", "dlq", "list", "local"])
             .assert()
@@ -173,7 +187,7 @@ fn dlq_list_keeps_and_replay_moves_exactly_the_chosen_jobs() {
             .stdout(predicate::str::contains("2026-09-21T"))
             .stderr(predicate::str::contains("4 dead-lettered jobs"));
     }
-    // Listing twice lost nothing.
+    // Listing three times lost nothing.
     assert_eq!(rt.block_on(depth(&rabbit, "emails.dlq")), 3);
     assert_eq!(rt.block_on(depth(&rabbit, "payments.dlq")), 1);
 

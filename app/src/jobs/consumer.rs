@@ -310,6 +310,7 @@ async fn hand_on(
                 && !k.as_str().starts_with("x-first-death")
                 && !k.as_str().starts_with("x-last-death")
                 && k.as_str() != "x-delivery-count"
+                && k.as_str() != "x-acquired-count"
             {
                 headers.insert(k.clone(), v.clone());
             }

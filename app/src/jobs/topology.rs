@@ -10,6 +10,14 @@
 //!                                                             └── (worker, with x-last-error)
 //! ```
 //! The same for `payments`.
+//!
+//! Every queue is a quorum queue, replicated on min(3, nodes) nodes (RabbitMQ's default
+//! initial group size; the rendered configuration keeps it there as nodes come and go), so
+//! a job waiting for its retry or sitting in a dead-letter queue survives the loss of a node
+//! as the jobs in the work queues do. Moving messages between them (retry queue to work
+//! queue when the delay ends, work queue to dead-letter queue at the delivery limit) is the
+//! broker's dead-lettering, made at-least-once: the source queue keeps a message until the
+//! target confirmed it (this needs the `reject-publish` overflow).
 
 use std::time::Duration;
 
@@ -95,6 +103,31 @@ fn text(s: &str) -> AMQPValue {
     AMQPValue::LongString(s.into())
 }
 
+fn quorum() -> (&'static str, AMQPValue) {
+    ("x-queue-type", text("quorum"))
+}
+/// Dead-lettered messages stay in their source queue until the target queue confirmed
+/// them (RabbitMQ's default for quorum queues is at-most-once: lost if the target cannot
+/// take them at that moment).
+fn at_least_once() -> (&'static str, AMQPValue) {
+    ("x-dead-letter-strategy", text("at-least-once"))
+}
+/// What at-least-once dead-lettering requires; a full queue (max-length, set by the
+/// deployment's policy) refuses publishes, and the publisher's confirm says so.
+fn reject_publish() -> (&'static str, AMQPValue) {
+    ("x-overflow", text("reject-publish"))
+}
+
+/// What a failed declaration means most often: the queue exists with other arguments
+/// (a broker used by an older version of the worker, whose retry and dead-letter queues
+/// were classic queues); docs/jobs.md, "Upgrading a broker".
+fn declare_failed(queue: &str) -> String {
+    format!(
+        "declaring queue {queue} (if the broker says PRECONDITION_FAILED, the queue exists \
+         with other arguments: see docs/jobs.md, \"Upgrading a broker\")"
+    )
+}
+
 /// Declares every exchange and queue; declaring what exists with the same arguments is a
 /// no-op, so every worker does it on every connection.
 pub async fn declare(
@@ -124,29 +157,35 @@ pub async fn declare(
                 name.into(),
                 QueueDeclareOptions::durable(),
                 table(&[
-                    ("x-queue-type", text("quorum")),
+                    quorum(),
                     (
                         "x-delivery-limit",
                         AMQPValue::LongLongInt(delivery_limit.into()),
                     ),
                     ("x-dead-letter-exchange", text(DEAD_EXCHANGE)),
                     ("x-dead-letter-routing-key", text(name)),
+                    at_least_once(),
+                    reject_publish(),
                 ]),
             )
             .await
-            .with_context(|| format!("declaring queue {name}"))?;
+            .with_context(|| declare_failed(name))?;
         bind(channel, name, WORK_EXCHANGE, name).await?;
-        // Classic, not quorum: `shopctl jobs dlq list` reads it by taking messages and
-        // handing them back, which a quorum queue would count as delivery attempts.
+        // No delivery limit and no dead-letter exchange: nothing leaves it but by `shopctl
+        // jobs dlq replay` (or a purge). RabbitMQ 3.13 applies no limit to a queue declared
+        // without one; 4.x applies 20 deliveries, which `shopctl jobs dlq` never spends: it
+        // reads a message by copying it to the back of the queue and acknowledging the one
+        // it took (cli/src/jobs.rs), so no message is ever handed back. (`-1`, 4.x's "no
+        // limit", would drop every returned message on 3.13: docs/jobs.md.)
         let dlq = dlq(queue);
         channel
             .queue_declare(
                 dlq.as_str().into(),
                 QueueDeclareOptions::durable(),
-                FieldTable::default(),
+                table(&[quorum(), reject_publish()]),
             )
             .await
-            .with_context(|| format!("declaring queue {dlq}"))?;
+            .with_context(|| declare_failed(&dlq))?;
         bind(channel, &dlq, DEAD_EXCHANGE, name).await?;
         for delay in retry_delays_ms {
             let retry = retry_queue(queue, *delay);
@@ -155,13 +194,16 @@ pub async fn declare(
                     retry.as_str().into(),
                     QueueDeclareOptions::durable(),
                     table(&[
+                        quorum(),
                         ("x-message-ttl", AMQPValue::LongLongInt(*delay as i64)),
                         ("x-dead-letter-exchange", text(WORK_EXCHANGE)),
                         ("x-dead-letter-routing-key", text(name)),
+                        at_least_once(),
+                        reject_publish(),
                     ]),
                 )
                 .await
-                .with_context(|| format!("declaring queue {retry}"))?;
+                .with_context(|| declare_failed(&retry))?;
         }
     }
     Ok(())

@@ -18,6 +18,8 @@ pub mod readiness;
 pub mod secrets;
 #[cfg(test)]
 pub mod testing;
+#[cfg(test)]
+mod yaml_readings;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -736,6 +736,8 @@ async fn starttls_is_required_and_verified_when_configured() {
     // No STARTTLS offered: three attempts, nothing sent.
     let (worker, _replica) = tls_worker(&app, &rabbit, &plain_sink, Some(&ca), false).await;
     enqueue(&app, "tls:not-offered", "someone@example.com").await;
+    // Once the worker reached the relay its queues exist (the probe was connection 1).
+    reached(&plain_sink, 2).await;
     let dead = take_dead(&rabbit, "emails.dlq", 1).await;
     worker.stop().await;
     assert_eq!(
@@ -752,6 +754,7 @@ async fn starttls_is_required_and_verified_when_configured() {
     // STARTTLS offered, certificate from a CA the worker does not trust: nothing sent.
     let (worker, _replica) = tls_worker(&app, &rabbit, &tls_sink, None, true).await;
     enqueue(&app, "tls:untrusted", "someone@example.com").await;
+    reached(&tls_sink, 2).await;
     let dead = take_dead(&rabbit, "emails.dlq", 1).await;
     worker.stop().await;
     assert_eq!(
@@ -800,4 +803,16 @@ async fn tls_worker(
         })
         .await;
     (Worker::start(replica.state.clone()), replica)
+}
+
+/// Waits (at most 30 s) until `sink` has seen `n` connections.
+async fn reached(sink: &SmtpSink, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sink.connections() < n {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never reached the relay"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -1,6 +1,7 @@
 """An SMTP sink for the job tests: every accepted message becomes a file.
 
     smtp_sink.py --port PORT --dir DIR [--greeting-delay SECONDS]
+                 [--tls-cert PEM --tls-key PEM [--login USER:PASSWORD]]
 
 Messages are written to DIR/<n>.eml (written aside, then renamed, so a file is complete
 when it appears). Every connection appends a line to DIR/connections.log, so a test can see
@@ -8,6 +9,10 @@ that a client is waiting for the greeting. Recipients choose a failure:
   flaky<N>-...@  refused with 451 (try again later) the first N times, then accepted;
   tempfail...@   always refused with 451;
   reject...@     refused with 550 (permanent).
+With --tls-cert/--tls-key the sink offers STARTTLS and requires it: before STARTTLS it
+answers every command but EHLO/HELO/NOOP/QUIT with 530, so nothing reaches it in plain text.
+With --login it also requires that login (AUTH PLAIN/LOGIN, only after STARTTLS). Each
+accepted message appends a line to DIR/sessions.log: "tls" or "plain", and the login used.
 Prints "ready" once listening. Runs until killed.
 """
 
@@ -15,9 +20,10 @@ import argparse
 import asyncio
 import os
 import re
+import ssl
 import sys
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult
 
 
 class Sink:
@@ -48,7 +54,21 @@ class Sink:
         with open(tmp, "wb") as f:
             f.write(envelope.original_content or envelope.content)
         os.rename(tmp, os.path.join(self.directory, name))
+        with open(os.path.join(self.directory, "sessions.log"), "a") as log:
+            login = session.auth_data.login.decode() if session.auth_data else "-"
+            log.write("%s %s %s\n" % (name, "tls" if session.ssl else "plain", login))
         return "250 Message accepted for delivery"
+
+
+def authenticator(login):
+    """Accepts exactly `login` ("user:password")."""
+    user, password = login.encode().split(b":", 1)
+
+    def check(server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == user and auth_data.password == password
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+    return check
 
 
 class SlowGreetingSMTP(SMTP):
@@ -71,14 +91,26 @@ async def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", required=True)
     parser.add_argument("--greeting-delay", type=float, default=0.0)
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--login")
     args = parser.parse_args()
+    options = {}
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        options.update(tls_context=context, require_starttls=True)
+    if args.login:
+        options.update(authenticator=authenticator(args.login), auth_required=True)
     os.makedirs(args.dir, exist_ok=True)
     SlowGreetingSMTP.greeting_delay = args.greeting_delay
     SlowGreetingSMTP.directory = args.dir
     handler = Sink(args.dir)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SlowGreetingSMTP(handler, hostname="sink.test", data_size_limit=10_000_000),
+        lambda: SlowGreetingSMTP(
+            handler, hostname="sink.test", data_size_limit=10_000_000, **options
+        ),
         host=args.host,
         port=args.port,
     )

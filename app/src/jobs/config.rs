@@ -1,7 +1,7 @@
 //! Settings of the background jobs (`[jobs]`), the SMTP server the email jobs send through
 //! (`[smtp]`) and the `app worker` process (`[worker]`).
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -136,17 +136,35 @@ impl JobsConfig {
     }
 }
 
-/// `[smtp]`: the server email jobs are handed to. Plain SMTP without authentication: a
-/// relay inside the cluster (or the loopback sink of the tests).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `[smtp]`: the server email jobs are handed to.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
+    /// `none`: plain SMTP (the loopback sink of `shopctl up local` and the tests);
+    /// `starttls`: every connection is upgraded before anything is sent, and refused when the
+    /// server does not offer STARTTLS or its certificate is not trusted for `host`.
+    pub tls: SmtpTls,
+    /// PEM CA certificates trusted for the relay on top of the system's (a relay whose
+    /// certificate comes from a private CA). Only with `tls = "starttls"`.
+    pub ca_file: Option<PathBuf>,
+    /// The relay's login (AUTH PLAIN/LOGIN), both or neither, only over TLS. From a Secret
+    /// (`shop-smtp` in Kubernetes), never from a rendered file.
+    pub username: Option<SecretString>,
+    pub password: Option<SecretString>,
     /// The From address of every email.
     pub from: String,
     /// Limit of each SMTP exchange (connect, each command); past it the job is retried.
     pub timeout_ms: u64,
+}
+
+/// How the connection to the SMTP server is protected (`smtp.tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    Starttls,
 }
 
 impl Default for SmtpConfig {
@@ -154,6 +172,10 @@ impl Default for SmtpConfig {
         Self {
             host: "127.0.0.1".into(),
             port: 25,
+            tls: SmtpTls::None,
+            ca_file: None,
+            username: None,
+            password: None,
             from: "Shop <no-reply@shop.localhost>".into(),
             timeout_ms: 10_000,
         }
@@ -166,17 +188,42 @@ impl SmtpConfig {
     }
 
     pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                problem: problem.into(),
+            })
+        };
         if self.from.parse::<lettre::message::Mailbox>().is_err() {
-            return Err(ConfigError::Invalid {
-                key: "smtp.from (APP_SMTP__FROM)",
-                problem: format!("`{}` is not an email address", self.from),
-            });
+            return invalid(
+                "smtp.from (APP_SMTP__FROM)",
+                &format!("`{}` is not an email address", self.from),
+            );
         }
         if self.host.is_empty() {
-            return Err(ConfigError::Invalid {
-                key: "smtp.host (APP_SMTP__HOST)",
-                problem: "must not be empty".into(),
-            });
+            return invalid("smtp.host (APP_SMTP__HOST)", "must not be empty");
+        }
+        if self.ca_file.is_some() && self.tls == SmtpTls::None {
+            return invalid(
+                "smtp.ca_file (APP_SMTP__CA_FILE)",
+                "only with smtp.tls = \"starttls\" (APP_SMTP__TLS)",
+            );
+        }
+        match (&self.username, &self.password) {
+            (None, None) => {}
+            (Some(_), Some(_)) if self.tls == SmtpTls::None => {
+                return invalid(
+                    "smtp.username, smtp.password (APP_SMTP__USERNAME, APP_SMTP__PASSWORD)",
+                    "a login is sent only over TLS: set smtp.tls = \"starttls\" (APP_SMTP__TLS)",
+                )
+            }
+            (Some(_), Some(_)) => {}
+            _ => {
+                return invalid(
+                    "smtp.username, smtp.password (APP_SMTP__USERNAME, APP_SMTP__PASSWORD)",
+                    "give both or neither",
+                )
+            }
         }
         Ok(())
     }
@@ -224,5 +271,32 @@ mod tests {
             .to_string()
             .contains("smtp.from (APP_SMTP__FROM)"));
         assert!(JobsConfig::default().check().is_ok() && SmtpConfig::default().check().is_ok());
+    }
+
+    #[test]
+    fn smtp_logins_and_ca_files_need_tls() {
+        let message = |config: SmtpConfig| config.check().unwrap_err().to_string();
+        let secret = |s: &str| Some(SecretString::from(s.to_owned()));
+        let plain_login = SmtpConfig {
+            username: secret("shop"),
+            password: secret("pw"),
+            ..SmtpConfig::default()
+        };
+        assert!(message(plain_login.clone()).contains("only over TLS"));
+        let login = SmtpConfig {
+            tls: SmtpTls::Starttls,
+            ..plain_login
+        };
+        assert!(login.check().is_ok());
+        let half = SmtpConfig {
+            password: None,
+            ..login
+        };
+        assert!(message(half).contains("give both or neither"));
+        let plain_ca = SmtpConfig {
+            ca_file: Some("/etc/relay-ca.pem".into()),
+            ..SmtpConfig::default()
+        };
+        assert!(message(plain_ca).contains("smtp.ca_file (APP_SMTP__CA_FILE)"));
     }
 }

@@ -8,16 +8,22 @@
 //! sent a second time, with the same Message-ID (built from the key), which mail clients use
 //! to fold duplicates.
 
+use anyhow::Context;
 use lettre::{
     message::{header::ContentType, Mailbox},
-    transport::smtp::AsyncSmtpTransport,
+    transport::smtp::{
+        authentication::Credentials,
+        client::{Certificate, Tls, TlsParameters},
+        AsyncSmtpTransport,
+    },
     AsyncTransport, Message, Tokio1Executor,
 };
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    config::SmtpConfig,
+    config::{SmtpConfig, SmtpTls},
     consumer::{JobContext, JobError},
     Job,
 };
@@ -32,7 +38,8 @@ pub const TEMPLATES: [(&str, &[&str]); 3] = [
     ),
 ];
 
-/// The SMTP client of the worker.
+/// The SMTP client of the worker: plain (`smtp.tls = "none"`, the loopback sink) or with
+/// STARTTLS required, logged in when `smtp.username`/`smtp.password` are set.
 #[derive(Clone)]
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -43,16 +50,43 @@ pub struct Mailer {
 impl Mailer {
     pub fn new(config: &SmtpConfig) -> anyhow::Result<Self> {
         let from: Mailbox = config.from.parse()?;
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
             .port(config.port)
-            .timeout(Some(config.timeout()))
-            .build();
+            .timeout(Some(config.timeout()));
+        if config.tls == SmtpTls::Starttls {
+            // Required: a server that does not offer STARTTLS, or whose certificate is not
+            // valid for `host`, gets nothing (the job fails and is retried).
+            builder = builder.tls(Tls::Required(tls_parameters(config)?));
+        }
+        if let (Some(username), Some(password)) = (&config.username, &config.password) {
+            builder = builder.credentials(Credentials::new(
+                username.expose_secret().to_owned(),
+                password.expose_secret().to_owned(),
+            ));
+        }
         Ok(Self {
             domain: from.email.domain().to_owned(),
             from,
-            transport,
+            transport: builder.build(),
         })
     }
+}
+
+/// rustls verifying the relay's certificate for `host` against the system's CAs and, if
+/// given, those of `ca_file`.
+fn tls_parameters(config: &SmtpConfig) -> anyhow::Result<TlsParameters> {
+    let mut parameters = TlsParameters::builder(config.host.clone());
+    if let Some(path) = &config.ca_file {
+        let key = "smtp.ca_file (APP_SMTP__CA_FILE)";
+        let pem = std::fs::read(path).with_context(|| format!("{key}: {}", path.display()))?;
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            anyhow::bail!("{key}: {} holds no PEM certificate", path.display());
+        }
+        let certificate =
+            Certificate::from_pem(&pem).with_context(|| format!("{key}: {}", path.display()))?;
+        parameters = parameters.add_root_certificate(certificate);
+    }
+    Ok(parameters.build()?)
 }
 
 #[derive(Deserialize)]

@@ -715,3 +715,104 @@ async fn migration_0008_moves_the_unsent_emails_into_the_job_outbox() {
         .await
         .unwrap();
 }
+
+/// `smtp.tls = "starttls"` against real relays: one that does not offer STARTTLS and one
+/// whose certificate is not trusted get nothing (the job is retried, then dead-lettered);
+/// with the private CA's file and the relay's login the email goes over TLS. The relay
+/// requiring STARTTLS refuses plain `MAIL FROM`, so an email it took came encrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_is_required_and_verified_when_configured() {
+    let rabbit = RabbitServer::start();
+    let ca = crate::smtp::TestCa::new();
+    let tls_sink = SmtpSink::start_tls(&ca, Some("shop-relay:relay-password"));
+    let plain_sink = SmtpSink::start();
+    let (answer, offered) = tokio::task::block_in_place(|| tls_sink.plain_mail_from());
+    assert!(offered && answer.starts_with("530"), "{answer}");
+    let (answer, offered) = tokio::task::block_in_place(|| plain_sink.plain_mail_from());
+    assert!(!offered && answer.starts_with("250"), "{answer}");
+
+    let app = TestApp::spawn().await;
+
+    // No STARTTLS offered: three attempts, nothing sent.
+    let (worker, _replica) = tls_worker(&app, &rabbit, &plain_sink, Some(&ca), false).await;
+    enqueue(&app, "tls:not-offered", "someone@example.com").await;
+    // Once the worker reached the relay its queues exist (the probe was connection 1).
+    reached(&plain_sink, 2).await;
+    let dead = take_dead(&rabbit, "emails.dlq", 1).await;
+    worker.stop().await;
+    assert_eq!(
+        (dead[0].key.as_str(), dead[0].attempts),
+        ("tls:not-offered", 3)
+    );
+    assert!(dead[0].error.contains("STARTTLS"), "{}", dead[0].error);
+    assert_eq!(plain_sink.messages().len(), 0);
+    assert!(
+        plain_sink.connections() >= 4,
+        "the probe above and three attempts reached the relay"
+    );
+
+    // STARTTLS offered, certificate from a CA the worker does not trust: nothing sent.
+    let (worker, _replica) = tls_worker(&app, &rabbit, &tls_sink, None, true).await;
+    enqueue(&app, "tls:untrusted", "someone@example.com").await;
+    reached(&tls_sink, 2).await;
+    let dead = take_dead(&rabbit, "emails.dlq", 1).await;
+    worker.stop().await;
+    assert_eq!(
+        (dead[0].key.as_str(), dead[0].attempts),
+        ("tls:untrusted", 3)
+    );
+    assert!(
+        dead[0].error.to_lowercase().contains("certificate"),
+        "{}",
+        dead[0].error
+    );
+    assert_eq!(tls_sink.messages().len(), 0);
+
+    // The CA trusted (smtp.ca_file) and the relay's login: delivered over TLS, logged in.
+    let (worker, _replica) = tls_worker(&app, &rabbit, &tls_sink, Some(&ca), true).await;
+    enqueue(&app, "tls:delivered", "someone@example.com").await;
+    let messages = tls_sink.wait_for(1, Duration::from_secs(20)).await;
+    worker.stop().await;
+    assert!(
+        messages[0].contains("To: someone@example.com"),
+        "{}",
+        messages[0]
+    );
+    assert_eq!(tls_sink.sessions(), ["tls shop-relay"]);
+    assert_eq!(count(&app, "SELECT count(*) FROM sent_emails").await, 1);
+}
+
+/// A worker on `app`'s database sending to `sink` with `smtp.tls = "starttls"`, trusting
+/// `ca` (else only the system's CAs), with the relay's login if `login`.
+async fn tls_worker(
+    app: &TestApp,
+    rabbit: &RabbitServer,
+    sink: &SmtpSink,
+    ca: Option<&crate::smtp::TestCa>,
+    login: bool,
+) -> (Worker, TestApp) {
+    let replica = app
+        .replica(|c| {
+            configure(c, rabbit, sink);
+            c.smtp.tls = shop::jobs::config::SmtpTls::Starttls;
+            c.smtp.ca_file = ca.map(|ca| ca.ca_cert.clone());
+            if login {
+                c.smtp.username = Some("shop-relay".to_owned().into());
+                c.smtp.password = Some("relay-password".to_owned().into());
+            }
+        })
+        .await;
+    (Worker::start(replica.state.clone()), replica)
+}
+
+/// Waits (at most 30 s) until `sink` has seen `n` connections.
+async fn reached(sink: &SmtpSink, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sink.connections() < n {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never reached the relay"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -20,6 +20,8 @@ pub mod secrets;
 #[cfg(test)]
 pub mod testing;
 pub mod webhook_tls;
+#[cfg(test)]
+mod yaml_readings;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -52,6 +52,8 @@ pub fn app_env(t: &Topology, s: &Secrets) -> Vec<(String, String)> {
         ),
         ("APP_SMTP__HOST", "127.0.0.1".into()),
         ("APP_SMTP__PORT", p.smtp.to_string()),
+        // The loopback sink speaks plain SMTP (staging and production require STARTTLS).
+        ("APP_SMTP__TLS", "none".into()),
         ("APP_AUTH__JWT_SECRET", s.jwt_secret.clone()),
         ("APP_PAYMENTS__WEBHOOK_SECRET", s.webhook_secret.clone()),
         ("APP_LOG__FILTER", "info".into()),

@@ -311,6 +311,7 @@ async fn plan(project: &Project, args: &TerraformArgs) -> Result<ExitCode> {
     let env = load(project, &args.env, &args.aws, args.local_state)?;
     let workspace = workspace(project, &env, &render_env(project, &env)?, None).await?;
     let summary = workspace.plan(false).await?;
+    crate::terraform::addons::report_skipped(&env);
     eprintln!("{}: plan: {summary}", env.name);
     Ok(ExitCode::SUCCESS)
 }
@@ -338,6 +339,7 @@ async fn change(project: &Project, args: &ChangeArgs, change: Change) -> Result<
     let started = Instant::now();
     let workspace = workspace(project, &env, &render_env(project, &env)?, None).await?;
     let summary = workspace.plan(destroy).await?;
+    crate::terraform::addons::report_skipped(&env);
     if summary.is_empty() {
         eprintln!(
             "{}: nothing to {action}; infrastructure matches the configuration",
@@ -585,6 +587,7 @@ async fn status(project: &Project, args: &StatusArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let status = crate::status::query(&env).await?;
+    crate::terraform::addons::report_skipped(&env);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {

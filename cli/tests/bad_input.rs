@@ -311,15 +311,15 @@ fn service_cidr_must_be_private_sized_and_clear_of_the_vpc() {
     for (cidr, expected) in [
         (
             "8.8.0.0/16",
-            "staging.toml:21:16: eks.service_cidr: 8.8.0.0/16 is not a private range\n  allowed: a CIDR inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
+            "staging.toml:21:1: eks.service_cidr: 8.8.0.0/16 is not a private range\n  allowed: a CIDR inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
         ),
         (
             "10.20.0.0/16",
-            "staging.toml:21:16: eks.service_cidr: 10.20.0.0/16 overlaps the VPC 10.20.0.0/16 (network.vpc_cidr)\n  allowed: a private range outside 10.20.0.0/16",
+            "staging.toml:21:1: eks.service_cidr: 10.20.0.0/16 overlaps the VPC 10.20.0.0/16 (network.vpc_cidr)\n  allowed: a private range outside 10.20.0.0/16",
         ),
         (
-            "10.0.0.0/12",
-            "eks.service_cidr: 10.0.0.0/12 overlaps the VPC 10.20.0.0/16",
+            "10.16.0.0/12",
+            "eks.service_cidr: 10.16.0.0/12 overlaps the VPC 10.20.0.0/16",
         ),
         (
             "172.20.0.0/25",
@@ -348,7 +348,7 @@ fn an_eks_version_without_pinned_addons_is_refused() {
         &project,
         "staging",
         &[
-            "staging.toml:18:11: eks.version: EKS 1.30 has no pinned cluster add-on versions",
+            "staging.toml:18:1: eks.version: EKS 1.30 has no pinned cluster add-on versions",
             "allowed: one of 1.31, 1.32, 1.33",
         ],
     );

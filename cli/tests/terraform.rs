@@ -444,12 +444,17 @@ fn interrupted_apply_keeps_state_consistent_and_the_rerun_finishes() {
 }
 
 /// Runs Terraform itself in an environment's rendered directory, with the CLI config and
-/// emulator credentials shopctl gives it.
-fn terraform_in(project: &Project, env: &str, args: &[&str]) -> std::process::Output {
+/// emulator credentials shopctl gives it. AWS_ENDPOINT_URL sends every AWS call the
+/// provider makes to the emulator, even with `aws_endpoint_url` null, so nothing leaves
+/// the loopback interface.
+fn terraform_in(project: &Project, env: &str, moto: &Moto, args: &[&str]) -> std::process::Output {
     let state = project.path().join(".shopctl").join(env);
     std::process::Command::new(common::tool("terraform"))
         .current_dir(state.join("rendered/terraform"))
-        .args(args)
+        .args(args.first())
+        .arg("-no-color")
+        .args(&args[1..])
+        .env("AWS_ENDPOINT_URL", moto.url())
         .env("TF_CLI_CONFIG_FILE", state.join("terraformrc"))
         .env("TF_IN_AUTOMATION", "1")
         .env("TF_INPUT", "0")
@@ -516,6 +521,7 @@ fn addons_are_skipped_only_for_the_emulator_and_otherwise_planned_pinned() {
     let plan = terraform_in(
         &project,
         "staging",
+        &moto,
         &[
             "plan",
             "-input=false",
@@ -529,7 +535,12 @@ fn addons_are_skipped_only_for_the_emulator_and_otherwise_planned_pinned() {
         "{}",
         String::from_utf8_lossy(&plan.stderr)
     );
-    let shown = terraform_in(&project, "staging", &["show", "-json", "addons.tfplan"]);
+    let shown = terraform_in(
+        &project,
+        "staging",
+        &moto,
+        &["show", "-json", "addons.tfplan"],
+    );
     assert!(
         shown.status.success(),
         "{}",
@@ -589,9 +600,10 @@ fn addons_are_skipped_only_for_the_emulator_and_otherwise_planned_pinned() {
     let refused = terraform_in(
         &project,
         "staging",
+        &moto,
         &["plan", "-input=false", "-var-file=real.tfvars.json"],
     );
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = String::from_utf8_lossy(&refused.stderr).replace('\n', " ");
     assert!(
         !refused.status.success(),
         "skipping the add-ons without an endpoint was accepted"

@@ -328,6 +328,7 @@ async fn plan(project: &Project, args: &TerraformArgs) -> Result<ExitCode> {
     crate::capacity::preflight(&env, &tree)?;
     let workspace = workspace(project, &env, &tree, None).await?;
     let summary = workspace.plan(false).await?;
+    crate::terraform::addons::report_skipped(&env);
     eprintln!("{}: plan: {summary}", env.name);
     Ok(ExitCode::SUCCESS)
 }
@@ -355,6 +356,7 @@ async fn change(project: &Project, args: &ChangeArgs, change: Change) -> Result<
     let started = Instant::now();
     let workspace = workspace(project, &env, &render_env(project, &env)?, None).await?;
     let summary = workspace.plan(destroy).await?;
+    crate::terraform::addons::report_skipped(&env);
     if summary.is_empty() {
         eprintln!(
             "{}: nothing to {action}; infrastructure matches the configuration",
@@ -602,6 +604,7 @@ async fn status(project: &Project, args: &StatusArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let status = crate::status::query(&env).await?;
+    crate::terraform::addons::report_skipped(&env);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {

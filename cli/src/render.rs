@@ -237,7 +237,16 @@ pub fn context(env: &LoadedEnvironment) -> Value {
         .unwrap_or_else(|| format!("shopctl/{}/terraform.tfstate", env.name));
     let object = context.as_object_mut().expect("config is a table");
     object.insert("env".into(), json!(env.name));
-    object.insert("terraform".into(), json!({ "node_groups": node_groups }));
+    object.insert(
+        "terraform".into(),
+        json!({
+            "node_groups": node_groups,
+            "eks_addon_versions": crate::terraform::addons::pinned(config.eks.version.as_str()),
+            // Derived from the endpoint, never set on its own: a real account always gets
+            // the add-ons (templates/terraform/variables.tf.hbs refuses otherwise too).
+            "skip_eks_addons_for_emulator": crate::terraform::addons::skipped_for_emulator(config),
+        }),
+    );
     object.insert("k8s".into(), k8s_context(env));
     object.insert(
         "controllers".into(),
@@ -347,6 +356,10 @@ pub fn k8s_context(env: &LoadedEnvironment) -> Value {
         .collect();
 
     json!({
+        // The `kubernetes` Service's ClusterIP: pods reach the API server there, and the
+        // VPC CNI's policy agent matches egress before the Service is translated, so the
+        // NetworkPolicies must allow it (templates/k8s/networkpolicies.yaml.hbs).
+        "api_server_service_ip": config.eks.api_server_service_ip().to_string(),
         "postgres": {
             "scope": "shop-postgres",
             "service_account": POSTGRES_SERVICE_ACCOUNT,

@@ -21,6 +21,7 @@ pub struct Status {
     pub subnets: Vec<Subnet>,
     pub cluster: Option<Cluster>,
     pub node_groups: Vec<NodeGroup>,
+    pub addons: Addons,
     pub repository: Option<Repository>,
     pub buckets: Vec<Bucket>,
 }
@@ -46,6 +47,23 @@ pub struct Cluster {
     pub status: String,
     pub version: String,
     pub endpoint: Option<String>,
+    /// kubernetes_network_config's Service CIDR, as the EKS API reports it.
+    pub service_cidr: Option<String>,
+}
+
+/// The cluster's EKS managed add-ons, or why there are none to look at.
+#[derive(Debug, Default, Serialize)]
+pub struct Addons {
+    /// Set when the add-ons are skipped (an AWS emulator is the target); nothing is listed then.
+    pub skipped: Option<String>,
+    pub installed: Vec<Addon>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Addon {
+    pub name: String,
+    pub version: String,
+    pub status: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -89,14 +107,18 @@ pub async fn query(env: &LoadedEnvironment) -> Result<Status> {
     let config = &env.config;
     let sdk = crate::aws::sdk_config(config).await;
     let cluster_name = cluster_name(&env.name);
+    let skipped = crate::terraform::addons::skipped_for_emulator(config);
     let (network, cluster, repository, buckets) = tokio::try_join!(
         network(&sdk, &env.name),
-        cluster(&sdk, &cluster_name),
+        cluster(&sdk, &cluster_name, !skipped),
         repository(&sdk, config.ecr.repository.as_str()),
         buckets(&sdk, config),
     )?;
     let (vpc, subnets) = network;
-    let (cluster, node_groups) = cluster;
+    let (cluster, node_groups, mut addons) = cluster;
+    if skipped {
+        addons.skipped = Some(crate::terraform::addons::SKIPPED_REASON.to_owned());
+    }
     Ok(Status {
         environment: env.name.clone(),
         region: config.aws.region.to_string(),
@@ -105,6 +127,7 @@ pub async fn query(env: &LoadedEnvironment) -> Result<Status> {
         subnets,
         cluster,
         node_groups,
+        addons,
         repository,
         buckets,
     })
@@ -166,13 +189,15 @@ async fn network(sdk: &aws_config::SdkConfig, env: &str) -> Result<(Option<Vpc>,
     Ok((Some(vpc), subnets))
 }
 
+/// The cluster, its node groups and (when `with_addons`) its EKS managed add-ons.
 async fn cluster(
     sdk: &aws_config::SdkConfig,
     name: &str,
-) -> Result<(Option<Cluster>, Vec<NodeGroup>)> {
+    with_addons: bool,
+) -> Result<(Option<Cluster>, Vec<NodeGroup>, Addons)> {
     let eks = aws_sdk_eks::Client::new(sdk);
     let Some(c) = crate::eks::describe_raw(&eks, name).await? else {
-        return Ok((None, Vec::new()));
+        return Ok((None, Vec::new(), Addons::default()));
     };
     let cluster = Cluster {
         name: name.to_owned(),
@@ -182,6 +207,10 @@ async fn cluster(
             .unwrap_or_default(),
         version: c.version().unwrap_or_default().to_owned(),
         endpoint: c.endpoint().map(str::to_owned),
+        service_cidr: c
+            .kubernetes_network_config()
+            .and_then(|n| n.service_ipv4_cidr())
+            .map(str::to_owned),
     };
     let names = eks
         .list_nodegroups()
@@ -214,7 +243,45 @@ async fn cluster(
             instance_types: g.instance_types().to_vec(),
         });
     }
-    Ok((Some(cluster), groups))
+    let addons = if with_addons {
+        addons(&eks, name).await?
+    } else {
+        Addons::default()
+    };
+    Ok((Some(cluster), groups, addons))
+}
+
+async fn addons(eks: &aws_sdk_eks::Client, cluster: &str) -> Result<Addons> {
+    let names = eks
+        .list_addons()
+        .cluster_name(cluster)
+        .send()
+        .await
+        .context("EKS ListAddons failed")?;
+    let mut installed = Vec::new();
+    for name in names.addons() {
+        let described = eks
+            .describe_addon()
+            .cluster_name(cluster)
+            .addon_name(name)
+            .send()
+            .await
+            .context("EKS DescribeAddon failed")?;
+        if let Some(a) = described.addon() {
+            installed.push(Addon {
+                name: name.clone(),
+                version: a.addon_version().unwrap_or_default().to_owned(),
+                status: a
+                    .status()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    Ok(Addons {
+        skipped: None,
+        installed,
+    })
 }
 
 async fn repository(sdk: &aws_config::SdkConfig, name: &str) -> Result<Option<Repository>> {
@@ -327,6 +394,12 @@ pub fn table(status: &Status) -> String {
                 g.instance_types.join(",")
             ),
         ]);
+    }
+    if let Some(reason) = &status.addons.skipped {
+        table.add_row(["eks add-ons", "-", "skipped", reason]);
+    }
+    for a in &status.addons.installed {
+        table.add_row(["eks add-on", &a.name, &a.status, &a.version]);
     }
     match &status.repository {
         Some(r) => table.add_row([

@@ -304,3 +304,52 @@ fn outside_a_project_the_error_says_how_to_point_at_one() {
         .stderr(predicate::str::contains("no shopctl project here"))
         .stderr(predicate::str::contains("-C <dir>"));
 }
+
+#[test]
+fn service_cidr_must_be_private_sized_and_clear_of_the_vpc() {
+    let line = "public_access_cidrs = [\"203.0.113.0/24\"]\n";
+    for (cidr, expected) in [
+        (
+            "8.8.0.0/16",
+            "staging.toml:21:1: eks.service_cidr: 8.8.0.0/16 is not a private range\n  allowed: a CIDR inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
+        ),
+        (
+            "10.20.0.0/16",
+            "staging.toml:21:1: eks.service_cidr: 10.20.0.0/16 overlaps the VPC 10.20.0.0/16 (network.vpc_cidr)\n  allowed: a private range outside 10.20.0.0/16",
+        ),
+        (
+            "10.16.0.0/12",
+            "eks.service_cidr: 10.16.0.0/12 overlaps the VPC 10.20.0.0/16",
+        ),
+        (
+            "172.20.0.0/25",
+            "eks.service_cidr: 172.20.0.0/25 has a prefix EKS does not accept for Services\n  allowed: a prefix length of /12 to /24",
+        ),
+        (
+            "172.20.0.0/33",
+            "staging.toml:21:16: eks.service_cidr: `172.20.0.0/33` is not an IPv4 CIDR",
+        ),
+    ] {
+        let project = Project::new();
+        project.edit(
+            "staging",
+            line,
+            &format!("{line}service_cidr = \"{cidr}\"\n"),
+        );
+        render_fails(&project, "staging", &[expected]);
+    }
+}
+
+#[test]
+fn an_eks_version_without_pinned_addons_is_refused() {
+    let project = Project::new();
+    project.edit("staging", "version = \"1.33\"", "version = \"1.30\"");
+    render_fails(
+        &project,
+        "staging",
+        &[
+            "staging.toml:18:1: eks.version: EKS 1.30 has no pinned cluster add-on versions",
+            "allowed: one of 1.31, 1.32, 1.33",
+        ],
+    );
+}

@@ -24,6 +24,7 @@ const ENVS: &[Expect] = &[
         sync_count: 2,
         kafka_rf: 1,
         kafka_min_isr: 1,
+        api_server_service_ip: "172.20.0.1",
     },
     Expect {
         env: "staging",
@@ -31,6 +32,7 @@ const ENVS: &[Expect] = &[
         sync_count: 2,
         kafka_rf: 3,
         kafka_min_isr: 2,
+        api_server_service_ip: "172.20.0.1",
     },
     Expect {
         env: "production",
@@ -38,6 +40,7 @@ const ENVS: &[Expect] = &[
         sync_count: 2,
         kafka_rf: 3,
         kafka_min_isr: 2,
+        api_server_service_ip: "172.20.0.1",
     },
 ];
 
@@ -47,6 +50,8 @@ struct Expect {
     sync_count: u64,
     kafka_rf: u64,
     kafka_min_isr: u64,
+    /// The `kubernetes` Service's IP: the first host of eks.service_cidr (default 172.20.0.0/16).
+    api_server_service_ip: &'static str,
 }
 
 /// The Secrets the pods reference, which the deployer generates (docs/k8s.md lists them).
@@ -420,7 +425,27 @@ fn problems(docs: &[Doc], expect: &Expect) -> Vec<String> {
         bad("no default-deny NetworkPolicy".into());
     }
 
-    // 8. The app: probes, the migrations before the rollout, the ALB by default.
+    // 8. Pods that talk to the Kubernetes API (a mounted token, or a service account bound
+    //    to a Role) may reach the `kubernetes` Service's IP on 443: the VPC CNI's policy
+    //    agent matches egress before the Service is translated to the control plane's ENIs.
+    for doc in docs {
+        if talks_to_the_api(docs, doc)
+            && !egress_allows(
+                docs,
+                doc,
+                &format!("{}/32", expect.api_server_service_ip),
+                443,
+            )
+        {
+            bad(format!(
+                "{}: talks to the Kubernetes API but no NetworkPolicy allows egress to {}/32 on 443",
+                doc.id(),
+                expect.api_server_service_ip
+            ));
+        }
+    }
+
+    // 9. The app: probes, the migrations before the rollout, the ALB by default.
     match find(docs, "Deployment", "shop-app") {
         None => bad("no Deployment shop-app".into()),
         Some(app) => {
@@ -647,6 +672,78 @@ fn cluster_problems(docs: &[Doc], env: &str) -> Vec<String> {
     problems
 }
 
+/// Whether a workload's pods talk to the Kubernetes API: their service account token is
+/// mounted, or their service account is a subject of a RoleBinding or ClusterRoleBinding.
+fn talks_to_the_api(docs: &[Doc], doc: &Doc) -> bool {
+    let Some(spec) = doc.pod_spec() else {
+        return false;
+    };
+    let account = spec["serviceAccountName"].as_str().unwrap_or("default");
+    let account_doc = find(docs, "ServiceAccount", account);
+    let mounted = match spec["automountServiceAccountToken"].as_bool() {
+        Some(pod) => pod,
+        None => account_doc
+            .and_then(|a| a.value["automountServiceAccountToken"].as_bool())
+            .unwrap_or(true),
+    };
+    let bound = docs.iter().any(|d| {
+        matches!(d.kind(), "RoleBinding" | "ClusterRoleBinding")
+            && d.value["subjects"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["kind"] == "ServiceAccount" && s["name"] == account)
+    });
+    mounted || bound
+}
+
+/// Whether a label selector (matchLabels and matchExpressions `In`/`Exists`) selects `labels`;
+/// the empty selector selects every pod.
+fn selector_matches(selector: &Value, labels: &Value) -> bool {
+    let labels_ok = selector["matchLabels"]
+        .as_object()
+        .is_none_or(|m| m.iter().all(|(k, v)| labels[k] == *v));
+    let expressions_ok = selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|e| {
+            let value = &labels[e["key"].as_str().unwrap_or("")];
+            match e["operator"].as_str() {
+                Some("In") => e["values"].as_array().is_some_and(|v| v.contains(value)),
+                Some("Exists") => !value.is_null(),
+                _ => false,
+            }
+        });
+    labels_ok && expressions_ok
+}
+
+/// Whether some NetworkPolicy selecting the workload's pods allows egress to exactly
+/// `cidr` on TCP `port` (a rule without ports allows every port).
+fn egress_allows(docs: &[Doc], doc: &Doc, cidr: &str, port: u64) -> bool {
+    let Some(labels) = pod_labels(doc) else {
+        return false;
+    };
+    docs.iter()
+        .filter(|p| p.kind() == "NetworkPolicy")
+        .filter(|p| selector_matches(&p.value["spec"]["podSelector"], labels))
+        .flat_map(|p| p.value["spec"]["egress"].as_array().into_iter().flatten())
+        .any(|rule| {
+            let to = rule["to"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|peer| peer["ipBlock"]["cidr"] == cidr);
+            let ports = rule["ports"].as_array();
+            let on_port = ports.is_none_or(|ports| {
+                ports
+                    .iter()
+                    .any(|p| p["protocol"].as_str().unwrap_or("TCP") == "TCP" && p["port"] == port)
+            });
+            to && on_port
+        })
+}
+
 fn collect_secret_refs(value: &Value, names: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
@@ -825,6 +922,21 @@ fn structural_checks_catch_broken_manifests() {
                 d.retain(|x| x.name() != "default-deny-all");
             },
             "no default-deny NetworkPolicy",
+        ),
+        (
+            "no egress to the API server's Service IP",
+            |d| {
+                let policy = d
+                    .iter_mut()
+                    .find(|x| x.kind() == "NetworkPolicy" && x.name() == "rabbitmq")
+                    .unwrap();
+                for rule in policy.value["spec"]["egress"].as_array_mut().unwrap() {
+                    if let Some(to) = rule["to"].as_array_mut() {
+                        to.retain(|peer| peer["ipBlock"]["cidr"] != "172.20.0.1/32");
+                    }
+                }
+            },
+            "StatefulSet/shop-rabbitmq: talks to the Kubernetes API but no NetworkPolicy allows egress to 172.20.0.1/32 on 443",
         ),
         (
             "an undocumented Secret",

@@ -96,7 +96,25 @@ pub struct Eks {
     /// Who may reach the public endpoint; required when it is public.
     #[serde(default)]
     pub public_access_cidrs: Vec<Cidr>,
+    /// The cluster's Service CIDR (kubernetes_network_config): set explicitly so that the
+    /// NetworkPolicies can name the API server's Service IP, its first host.
+    #[serde(default = "default_service_cidr")]
+    pub service_cidr: Cidr,
     pub node_groups: Vec<NodeGroup>,
+}
+
+/// What EKS would pick for a VPC outside 10.0.0.0/8, made explicit.
+fn default_service_cidr() -> Cidr {
+    "172.20.0.0/16".parse().expect("a valid CIDR")
+}
+
+impl Eks {
+    /// The `kubernetes` Service's ClusterIP: the first host of the Service CIDR, where
+    /// pods reach the API server.
+    pub fn api_server_service_ip(&self) -> std::net::Ipv4Addr {
+        let network = u32::from(self.service_cidr.0.network());
+        std::net::Ipv4Addr::from(network + 1)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -38,6 +38,7 @@ pub fn validate(env: &Environment) -> Vec<Finding> {
     zones(env, &mut f);
     subnets(env, &mut f);
     eks(env, &mut f);
+    service_cidr(env, &mut f);
     quorums(env, &mut f);
     connections(env, &mut f);
     state(env, &mut f);
@@ -232,6 +233,79 @@ fn eks(env: &Environment, f: &mut Findings) {
                 "20 to 16384 GiB",
             );
         }
+    }
+}
+
+/// The private ranges (RFC 1918) EKS takes a Service CIDR from.
+const PRIVATE_RANGES: &[&str] = &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
+
+/// `eks.service_cidr`: private, a size EKS accepts, and clear of the VPC: a Service IP
+/// that is also a VPC address would be routed to the VPC instead of to the Service. And
+/// `eks.version` must be one the add-on versions are pinned for.
+fn service_cidr(env: &Environment, f: &mut Findings) {
+    let cidr = env.eks.service_cidr;
+    let key = "eks.service_cidr";
+    let private = PRIVATE_RANGES.iter().any(|r| {
+        r.parse::<ipnet::Ipv4Net>()
+            .is_ok_and(|r| r.contains(&cidr.0))
+    });
+    if !private {
+        f.add(
+            key,
+            format!("{cidr} is not a private range"),
+            "a CIDR inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16, such as \"172.20.0.0/16\" (the default)",
+        );
+    }
+    if !(12..=24).contains(&cidr.0.prefix_len()) {
+        f.add(
+            key,
+            format!("{cidr} has a prefix EKS does not accept for Services"),
+            "a prefix length of /12 to /24",
+        );
+    }
+    let net = &env.network;
+    let overlaps = |other: &Cidr| other.0.contains(&cidr.0) || cidr.0.contains(&other.0);
+    if overlaps(&net.vpc_cidr) {
+        f.add(
+            key,
+            format!(
+                "{cidr} overlaps the VPC {} (network.vpc_cidr)",
+                net.vpc_cidr
+            ),
+            format!(
+                "a private range outside {}, such as \"172.20.0.0/16\"",
+                net.vpc_cidr
+            ),
+        );
+    } else {
+        let subnets = [
+            ("public_subnets", &net.public_subnets),
+            ("private_subnets", &net.private_subnets),
+        ];
+        if let Some((kind, i, subnet)) = subnets
+            .iter()
+            .flat_map(|(kind, list)| list.iter().enumerate().map(move |(i, s)| (kind, i, s)))
+            .find(|(_, _, s)| overlaps(s))
+        {
+            f.add(
+                key,
+                format!("{cidr} overlaps the subnet {subnet} (network.{kind}[{i}])"),
+                "a private range that no subnet overlaps",
+            );
+        }
+    }
+    if crate::terraform::addons::pinned(env.eks.version.as_str()).is_none() {
+        f.add(
+            "eks.version",
+            format!(
+                "EKS {} has no pinned cluster add-on versions (vpc-cni, coredns, kube-proxy, aws-ebs-csi-driver, metrics-server)",
+                env.eks.version
+            ),
+            format!(
+                "one of {} (cli/src/terraform/addons.rs pins their add-ons)",
+                crate::terraform::addons::supported_versions().join(", ")
+            ),
+        );
     }
 }
 

@@ -11,6 +11,7 @@
 //!   shopctl stops after it. A second Ctrl-C passes the interrupt on for those
 //!   who must stop now.
 
+pub mod addons;
 mod mirror;
 mod summary;
 

@@ -436,7 +436,12 @@ impl RedisMemory {
 
 /// The bytes of a binary Kubernetes quantity (`512Mi`); `Bytes` admits no other form.
 fn quantity_bytes(quantity: &str) -> u64 {
-    let units = [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40)];
+    let units = [
+        ("Ki", 1u64 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+    ];
     units
         .iter()
         .find_map(|(unit, size)| {

@@ -33,7 +33,10 @@ async fn connect_sentinel(
 }
 
 /// A Redis handle that asks `sentinels` for the primary, with `password` for them.
-fn sentinel_config(sentinels: &[SentinelServer], password: Option<&str>) -> shop::redis::RedisConfig {
+fn sentinel_config(
+    sentinels: &[SentinelServer],
+    password: Option<&str>,
+) -> shop::redis::RedisConfig {
     shop::redis::RedisConfig {
         url: Some("redis://127.0.0.1:1/0".to_owned().into()),
         sentinels: sentinels
@@ -110,11 +113,16 @@ async fn the_app_follows_a_sentinel_failover_to_the_new_primary() {
     assert_eq!(anonymous.code(), Some("NOAUTH"), "{anonymous}");
     let without = shop::redis::Redis::new(&sentinel_config(&sentinels, None)).unwrap();
     assert_eq!(without.health().await, shop::redis::Health::Down);
-    let with = shop::redis::Redis::new(&sentinel_config(&sentinels, Some(SENTINEL_PASSWORD))).unwrap();
-    wait_for("the primary found with the Sentinels' password", Duration::from_secs(10), || async {
-        // The URL's address is a placeholder: only the password and database are used.
-        with.health().await == shop::redis::Health::Ok
-    })
+    let with =
+        shop::redis::Redis::new(&sentinel_config(&sentinels, Some(SENTINEL_PASSWORD))).unwrap();
+    wait_for(
+        "the primary found with the Sentinels' password",
+        Duration::from_secs(10),
+        || async {
+            // The URL's address is a placeholder: only the password and database are used.
+            with.health().await == shop::redis::Health::Ok
+        },
+    )
     .await;
 
     // Nothing listens at the URL's address: only the Sentinels say where the primary is.

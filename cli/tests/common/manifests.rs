@@ -118,14 +118,15 @@ pub struct Manifests {
 impl Manifests {
     /// Renders `env` with the real binary into the project and reads it back.
     pub fn render(project: &super::Project, env: &str) -> Manifests {
-        let out = project.path().join("out").join(env);
+        // `render <env> --out <dir>` writes <dir>/<env>/k8s.
+        let out = project.path().join("out");
         project
             .shopctl()
             .args(["render", env, "--out"])
             .arg(&out)
             .assert()
             .success();
-        Manifests::read(&out.join("k8s"))
+        Manifests::read(&out.join(env).join("k8s"))
     }
 
     pub fn read(dir: &Path) -> Manifests {

@@ -388,8 +388,13 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let stopped = Instant::now();
         self.start(index);
         self.wait_answers(name);
+        eprintln!(
+            "stateful_redis: {name} restarted, answering {:.1} s after it stopped",
+            stopped.elapsed().as_secs_f64()
+        );
     }
 
     fn auth(&self) -> Option<&str> {
@@ -471,12 +476,7 @@ impl Cluster {
     /// Waits until exactly one data node is master, every other replicates it with the link
     /// up, and every Sentinel names it; returns its name.
     fn wait_one_master(&self, what: &str) -> String {
-        self.wait_one_master_but(what, None)
-    }
-
-    /// [`Cluster::wait_one_master`], with a master other than `not` (after a failover).
-    fn wait_one_master_but(&self, what: &str, not: Option<&str>) -> String {
-        self.wait_for(what, Duration::from_secs(30), || {
+        self.wait_for(what, Duration::from_secs(60), || {
             let masters: Vec<&Pod> = self
                 .data_nodes()
                 .filter(|p| self.role(p).as_deref() == Some("master"))
@@ -484,9 +484,6 @@ impl Cluster {
             let &[master] = masters.as_slice() else {
                 return None;
             };
-            if Some(master.name.as_str()) == not {
-                return None;
-            }
             let ip = master.ip.to_string();
             let replicas_follow = self
                 .data_nodes()
@@ -530,12 +527,14 @@ impl Cluster {
                 master.name
             );
         }
-        let acked = self.ask(master, &["WAIT", &replicas.to_string(), "5000"]);
-        assert!(
-            matches!(acked, Ok(Reply::Int(n)) if n >= replicas),
-            "WAIT {replicas} on {}: {acked:?}",
-            master.name
-        );
+        // Replicas a failover just reconfigured may take a moment to connect: WAIT again.
+        let what = format!("WAIT {replicas} on {}", master.name);
+        self.wait_for(&what, Duration::from_secs(30), || {
+            match self.ask(master, &["WAIT", &replicas.to_string(), "1000"]) {
+                Ok(Reply::Int(n)) if n >= replicas => Some(()),
+                _ => None,
+            }
+        });
         keys
     }
 
@@ -594,6 +593,14 @@ fn quantity(text: &str) -> u64 {
 fn redis_and_sentinel_from_the_rendered_manifests_keep_acknowledged_writes_and_one_master() {
     let started = Instant::now();
     let mut cluster = Cluster::new();
+    let mut last = Instant::now();
+    let mut phase = |name: &str| {
+        eprintln!(
+            "stateful_redis: {name}: {:.1} s",
+            last.elapsed().as_secs_f64()
+        );
+        last = Instant::now();
+    };
     // Every pod at once (podManagementPolicy: Parallel).
     for i in 0..cluster.pods.len() {
         cluster.start(i);
@@ -606,6 +613,7 @@ fn redis_and_sentinel_from_the_rendered_manifests_keep_acknowledged_writes_and_o
     // First boot: the seed is the master, the Sentinels agree.
     let first = cluster.wait_one_master("first boot: one master, followed and named");
     assert_eq!(first, "shop-redis-primary-0", "{}", cluster.logs());
+    phase("render, first boot");
 
     // Sentinel requires AUTH; the rendered probes pass with the pod's env and fail without
     // the secret (a probe that passed on NOAUTH would prove nothing).
@@ -647,6 +655,7 @@ fn redis_and_sentinel_from_the_rendered_manifests_keep_acknowledged_writes_and_o
         }
     }
 
+    phase("auth and probes");
     // Writes acknowledged by every replica, then a failover.
     let replica_count = cluster.data_nodes().count() as i64 - 1;
     let before = cluster.write_acknowledged(cluster.pod(&first), "before", 200, replica_count);
@@ -662,11 +671,22 @@ fn redis_and_sentinel_from_the_rendered_manifests_keep_acknowledged_writes_and_o
             .then_some(())
         },
     );
-    let promoted = cluster.wait_one_master_but(
-        "after the failover: one new master, followed and named",
-        Some(&first),
+    // Restarted as soon as the Sentinels name another master, before they demote the old
+    // primary (they wait a few seconds for that): the harder case for its start script.
+    let promoted = cluster.wait_for(
+        "all Sentinels name a new master",
+        Duration::from_secs(60),
+        || {
+            let named = cluster.named_masters();
+            let ip = named.first()?.clone()?;
+            let pod = cluster.data_nodes().find(|p| p.ip.to_string() == ip)?;
+            let agreed = named.iter().all(|m| m.as_deref() == Some(ip.as_str()));
+            (agreed && pod.name != first && cluster.role(pod).as_deref() == Some("master"))
+                .then(|| pod.name.clone())
+        },
     );
     let after = cluster.write_acknowledged(cluster.pod(&promoted), "after", 100, 1);
+    phase("failover");
 
     // The old primary's process restarts with its rendered script: it must come back as a
     // replica of the new master, not as a master of its stale data.
@@ -684,7 +704,9 @@ fn redis_and_sentinel_from_the_rendered_manifests_keep_acknowledged_writes_and_o
         Some(cluster.pod(&promoted).ip.to_string().as_str()),
         "{first} follows another node than {promoted}"
     );
+    phase("old primary restarted as a replica");
     let master = cluster.wait_one_master("the old primary back: one master, followed and named");
+    phase("old primary synced");
     assert_eq!(
         master, promoted,
         "the old primary's restart moved the master"
@@ -699,6 +721,7 @@ fn redis_and_sentinel_from_the_rendered_manifests_keep_acknowledged_writes_and_o
         );
     }
 
+    phase("old primary restarted");
     // The new master's process restarts: it comes back as the master (the Sentinels still
     // name it), and exactly one master remains.
     cluster.restart(&promoted);
@@ -720,6 +743,7 @@ fn redis_and_sentinel_from_the_rendered_manifests_keep_acknowledged_writes_and_o
         );
     }
     let failover_done = started.elapsed();
+    phase("new master restarted");
 
     // Memory: maxmemory below the container's limit, and filling the dataset neither passes
     // it nor evicts a key (noeviction: the denylist must survive); writes are refused.

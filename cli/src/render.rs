@@ -355,6 +355,7 @@ pub fn k8s_context(env: &LoadedEnvironment) -> Value {
         })
         .collect();
 
+    let redis_memory = RedisMemory::under(&services.redis.memory);
     json!({
         // The `kubernetes` Service's ClusterIP: pods reach the API server there, and the
         // VPC CNI's policy agent matches egress before the Service is translated, so the
@@ -385,6 +386,13 @@ pub fn k8s_context(env: &LoadedEnvironment) -> Value {
             "sentinel_quorum": services.redis.sentinels / 2 + 1,
             // The three StatefulSets of templates/k8s/redis.yaml.hbs.
             "sets": redis_sets(&services.redis),
+            // The Sentinels' pod names: the data nodes and the Sentinels ask them for the master.
+            "sentinel_pods": (0..services.redis.sentinels)
+                .map(|i| format!("shop-redis-sentinel-{i}"))
+                .collect::<Vec<_>>(),
+            "maxmemory": redis_memory.dataset,
+            "replica_buffer_hard": redis_memory.replica_buffer_hard,
+            "replica_buffer_soft": redis_memory.replica_buffer_soft,
             // Each Sentinel by its stable name: the app asks them for the primary.
             "sentinels": (0..services.redis.sentinels)
                 .map(|i| format!("{}:26379", dns(format!("shop-redis-sentinel-{i}"), "shop-redis-sentinel")))
@@ -412,7 +420,6 @@ fn redis_sets(redis: &crate::config::Redis) -> Value {
             "container": "redis",
             "port": 6379,
             "port_name": "redis",
-            "auth_env": "REDISCLI_AUTH",
             "cpu": redis.cpu,
             "memory": redis.memory,
             "storage": redis.storage,
@@ -431,7 +438,6 @@ fn redis_sets(redis: &crate::config::Redis) -> Value {
             "container": "sentinel",
             "port": 26379,
             "port_name": "sentinel",
-            "auth_env": "PRIMARY_AUTH",
             "cpu": "50m",
             "memory": "64Mi",
             // Sentinel's state (the current primary, its peers) is a few lines; 1 GiB is
@@ -441,6 +447,46 @@ fn redis_sets(redis: &crate::config::Redis) -> Value {
             "sentinel": true,
         },
     ])
+}
+
+/// Redis's memory settings, in bytes, under its container's limit. The dataset
+/// (`maxmemory`) gets half: a fork (AOF rewrite, a replica's full sync) may copy every page
+/// the dataset dirties meanwhile, and the replicas' output buffers, the replication backlog
+/// and the process live outside `maxmemory`. Each replica's buffer is capped at an eighth
+/// (disconnected past it, or past a sixteenth for 60 s) instead of Redis's 256 MB default,
+/// which alone would exceed a 512Mi limit.
+struct RedisMemory {
+    dataset: u64,
+    replica_buffer_hard: u64,
+    replica_buffer_soft: u64,
+}
+
+impl RedisMemory {
+    fn under(limit: &crate::config::Bytes) -> RedisMemory {
+        let limit = quantity_bytes(limit.as_str());
+        RedisMemory {
+            dataset: limit / 2,
+            replica_buffer_hard: limit / 8,
+            replica_buffer_soft: limit / 16,
+        }
+    }
+}
+
+/// The bytes of a binary Kubernetes quantity (`512Mi`); `Bytes` admits no other form.
+fn quantity_bytes(quantity: &str) -> u64 {
+    let units = [
+        ("Ki", 1u64 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+    ];
+    units
+        .iter()
+        .find_map(|(unit, size)| {
+            let digits = quantity.strip_suffix(unit)?;
+            Some(digits.parse::<u64>().ok()?.saturating_mul(*size))
+        })
+        .unwrap_or_else(|| panic!("`{quantity}` passed the Bytes check but is no binary quantity"))
 }
 
 /// A KRaft cluster id (16 bytes, URL-safe base64 without padding, as

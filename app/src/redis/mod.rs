@@ -41,6 +41,10 @@ pub struct RedisConfig {
     pub sentinels: Vec<String>,
     /// The name the Sentinels monitor the primary under (`sentinel monitor <name> ...`).
     pub sentinel_master: String,
+    /// The password the Sentinels require (their `requirepass`; APP_REDIS__SENTINEL_PASSWORD);
+    /// absent (or empty): they are asked without AUTH.
+    #[serde(skip_serializing, deserialize_with = "empty_is_none")]
+    pub sentinel_password: Option<SecretString>,
     /// Put before every key, so environments or apps can share one Redis.
     pub key_prefix: String,
     /// How long one command may take before Redis counts as down.
@@ -62,6 +66,7 @@ impl Default for RedisConfig {
             url: None,
             sentinels: Vec::new(),
             sentinel_master: "shop".into(),
+            sentinel_password: None,
             key_prefix: "shop:".into(),
             timeout_ms: 150,
             connect_timeout_ms: 250,
@@ -78,6 +83,23 @@ fn sentinel_url(host_port: &str) -> Option<String> {
     let (host, port) = host_port.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
     (!host.is_empty() && port > 0 && !host.contains('/')).then(|| format!("redis://{host}:{port}"))
+}
+
+/// How to reach a Sentinel given as `host:port`, with the Sentinels' password if any.
+fn sentinel_connection(
+    host_port: &str,
+    password: Option<&SecretString>,
+) -> RedisResult<::redis::ConnectionInfo> {
+    let url = sentinel_url(host_port).ok_or_else(|| {
+        ::redis::RedisError::from((
+            ::redis::ErrorKind::InvalidClientConfig,
+            "redis.sentinels: not host:port",
+            host_port.to_owned(),
+        ))
+    })?;
+    let mut info = url.into_connection_info()?;
+    info.redis.password = password.map(|p| p.expose_secret().to_owned());
+    Ok(info)
 }
 
 /// An empty `APP_REDIS__URL` (a ConfigMap's blank value) turns Redis off like no value.
@@ -117,6 +139,13 @@ impl RedisConfig {
                     format!("not a Redis URL ({error}); set APP_REDIS__URL to redis://host:port"),
                 ));
             }
+        }
+        if self.sentinels.is_empty() && self.sentinel_password.is_some() {
+            return Err((
+                "redis.sentinel_password",
+                "given without redis.sentinels, the Sentinels it is for (set APP_REDIS__SENTINELS)"
+                    .into(),
+            ));
         }
         if !self.sentinels.is_empty() {
             if self.url.is_none() {
@@ -167,6 +196,11 @@ pub enum RedisError {
 }
 
 impl RedisError {
+    /// An OOM reply: Redis is up, at `maxmemory`, and refuses writes.
+    fn is_refused_for_memory(&self) -> bool {
+        matches!(self, RedisError::Command(e) if e.code() == Some("OOM"))
+    }
+
     /// Whether the connection may lead to the wrong server now: a write refused by a
     /// replica, a connection dropped (Sentinel kills clients on failover) or silent.
     fn may_have_moved(&self) -> bool {
@@ -240,18 +274,10 @@ impl Redis {
             Target::Server(::redis::Client::open(url.expose_secret())?)
         } else {
             let server = url.expose_secret().into_connection_info()?;
-            let sentinels: Vec<String> = config
+            let sentinels: Vec<::redis::ConnectionInfo> = config
                 .sentinels
                 .iter()
-                .map(|s| {
-                    sentinel_url(s).ok_or_else(|| {
-                        ::redis::RedisError::from((
-                            ::redis::ErrorKind::InvalidClientConfig,
-                            "redis.sentinels: not host:port",
-                            s.clone(),
-                        ))
-                    })
-                })
+                .map(|s| sentinel_connection(s, config.sentinel_password.as_ref()))
                 .collect::<Result<_, _>>()?;
             let node = SentinelNodeConnectionInfo {
                 tls_mode: None,
@@ -315,6 +341,13 @@ impl Redis {
         let result = inner.call(call).await;
         match &result {
             Ok(_) => inner.breaker.succeeded(),
+            // A full Redis (maxmemory with noeviction, docs/k8s.md) refuses writes at once
+            // and still answers reads: the breaker stays closed, so the denylist is still
+            // consulted while cache writes are refused.
+            Err(error) if error.is_refused_for_memory() => {
+                metrics::counter!("redis_errors_total", "op" => op).increment(1);
+                tracing::warn!(op, %error, "redis is full; the write was refused");
+            }
             Err(error) => {
                 inner.breaker.failed();
                 metrics::counter!("redis_errors_total", "op" => op).increment(1);

@@ -71,6 +71,11 @@ impl RedisServer {
         )
     }
 
+    /// A server started with these arguments too (`--maxmemory ...`).
+    pub fn start_with_args(args: &[&str]) -> RedisServer {
+        Self::start_with(args.iter().map(|a| a.to_string()).collect())
+    }
+
     fn start_with(extra: Vec<String>) -> RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("shop-test-redis")
@@ -134,6 +139,18 @@ fn wait_until_it_answers(port: u16) {
     }
 }
 
+/// Returns once the port accepts connections (a server that requires AUTH); at most 10 s.
+fn wait_until_it_listens(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on port {port} after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn answers(port: u16) -> bool {
     use std::io::{Read, Write};
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
@@ -147,7 +164,8 @@ fn answers(port: u16) -> bool {
 }
 
 /// A real Redis Sentinel (`redis-server --sentinel`) watching `primary` as `shop`, quorum 2,
-/// quick to call it down (1 s). Killed when dropped.
+/// quick to call it down (1 s), requiring `password` (as the Kubernetes manifests' do; the
+/// Sentinels then authenticate to each other with it). Killed when dropped.
 pub struct SentinelServer {
     pub port: u16,
     _dir: tempfile::TempDir,
@@ -155,7 +173,7 @@ pub struct SentinelServer {
 }
 
 impl SentinelServer {
-    pub fn start(primary: &RedisServer) -> SentinelServer {
+    pub fn start(primary: &RedisServer, password: &str) -> SentinelServer {
         let dir = tempfile::Builder::new()
             .prefix("shop-test-sentinel")
             .tempdir()
@@ -166,7 +184,7 @@ impl SentinelServer {
         std::fs::write(
             &conf,
             format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                "port {port}\nbind 127.0.0.1\ndir {}\nrequirepass {password}\n\
                  sentinel monitor shop 127.0.0.1 {} 2\n\
                  sentinel down-after-milliseconds shop 1000\n\
                  sentinel failover-timeout shop 10000\n",
@@ -182,7 +200,7 @@ impl SentinelServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = spawn(command);
-        wait_until_it_answers(port);
+        wait_until_it_listens(port);
         SentinelServer {
             port,
             _dir: dir,

@@ -1,5 +1,6 @@
-//! Redis behind Sentinel, as the Kubernetes manifests run it: the app asks real Sentinels
-//! for the primary, and after a failover writes reach the new primary, not the demoted one.
+//! Redis behind Sentinel, as the Kubernetes manifests run it: the app asks real Sentinels,
+//! which require a password, for the primary, and after a failover writes reach the new
+//! primary, not the demoted one.
 
 use std::time::{Duration, Instant};
 
@@ -12,10 +13,39 @@ use crate::{
     revocation::{me, revoked, sign_in},
 };
 
+/// The Sentinels' password (their `requirepass`), as the Secret would hold it.
+const SENTINEL_PASSWORD: &str = "sentinel-secret";
+
 async fn connect(port: u16) -> ::redis::RedisResult<::redis::aio::MultiplexedConnection> {
     ::redis::Client::open(format!("redis://127.0.0.1:{port}"))?
         .get_multiplexed_async_connection()
         .await
+}
+
+async fn connect_sentinel(
+    port: u16,
+    password: Option<&str>,
+) -> ::redis::RedisResult<::redis::aio::MultiplexedConnection> {
+    let auth = password.map_or(String::new(), |p| format!(":{p}@"));
+    ::redis::Client::open(format!("redis://{auth}127.0.0.1:{port}"))?
+        .get_multiplexed_async_connection()
+        .await
+}
+
+/// A Redis handle that asks `sentinels` for the primary, with `password` for them.
+fn sentinel_config(
+    sentinels: &[SentinelServer],
+    password: Option<&str>,
+) -> shop::redis::RedisConfig {
+    shop::redis::RedisConfig {
+        url: Some("redis://127.0.0.1:1/0".to_owned().into()),
+        sentinels: sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect(),
+        sentinel_password: password.map(|p| p.to_owned().into()),
+        ..Default::default()
+    }
 }
 
 /// The first element of `ROLE`: `master`, `slave` or `sentinel`; None while the server
@@ -67,8 +97,33 @@ async fn log_out(app: &TestApp, access: &str, refresh: &str) {
 async fn the_app_follows_a_sentinel_failover_to_the_new_primary() {
     let first = RedisServer::start();
     let second = RedisServer::start_replica_of(&first);
-    let sentinels: Vec<SentinelServer> = (0..3).map(|_| SentinelServer::start(&first)).collect();
+    let sentinels: Vec<SentinelServer> = (0..3)
+        .map(|_| SentinelServer::start(&first, SENTINEL_PASSWORD))
+        .collect();
     let sentinel = sentinels[0].port;
+
+    // The Sentinels refuse commands without their password, and so a client without it
+    // finds no primary; with it, the primary is found.
+    let anonymous = ::redis::cmd("SENTINEL")
+        .arg("get-master-addr-by-name")
+        .arg("shop")
+        .query_async::<Vec<String>>(&mut connect_sentinel(sentinel, None).await.unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Some("NOAUTH"), "{anonymous}");
+    let without = shop::redis::Redis::new(&sentinel_config(&sentinels, None)).unwrap();
+    assert_eq!(without.health().await, shop::redis::Health::Down);
+    let with =
+        shop::redis::Redis::new(&sentinel_config(&sentinels, Some(SENTINEL_PASSWORD))).unwrap();
+    wait_for(
+        "the primary found with the Sentinels' password",
+        Duration::from_secs(10),
+        || async {
+            // The URL's address is a placeholder: only the password and database are used.
+            with.health().await == shop::redis::Health::Ok
+        },
+    )
+    .await;
 
     // Nothing listens at the URL's address: only the Sentinels say where the primary is.
     let nowhere = crate::ports::free_port();
@@ -78,6 +133,7 @@ async fn the_app_follows_a_sentinel_failover_to_the_new_primary() {
             .iter()
             .map(|s| format!("127.0.0.1:{}", s.port))
             .collect();
+        c.redis.sentinel_password = Some(SENTINEL_PASSWORD.to_owned().into());
         c.redis.breaker_ms = 200;
     })
     .await;
@@ -96,7 +152,7 @@ async fn the_app_follows_a_sentinel_failover_to_the_new_primary() {
 
     // Refused (NOGOODSLAVE) until the Sentinel has heard from the replica.
     wait_for("a failover started", Duration::from_secs(20), || async {
-        let Ok(mut conn) = connect(sentinel).await else {
+        let Ok(mut conn) = connect_sentinel(sentinel, Some(SENTINEL_PASSWORD)).await else {
             return false;
         };
         ::redis::cmd("SENTINEL")
@@ -153,6 +209,8 @@ fn sentinels_must_be_host_port_with_a_url() {
             .into(),
     );
     assert_eq!(config.check(), Ok(()));
+    config.sentinel_password = Some("secret".to_owned().into());
+    assert_eq!(config.check(), Ok(()));
     for bad in [
         "shop-redis-sentinel",
         "host:port",
@@ -165,4 +223,9 @@ fn sentinels_must_be_host_port_with_a_url() {
         assert_eq!(key, "redis.sentinels", "{bad}");
         assert!(problem.contains(&format!("{bad:?}")), "{problem}");
     }
+    // A Sentinel password with no Sentinels is a mistake, not something to ignore.
+    config.sentinels.clear();
+    let (key, problem) = config.check().unwrap_err();
+    assert_eq!(key, "redis.sentinel_password");
+    assert!(problem.contains("APP_REDIS__SENTINELS"), "{problem}");
 }

@@ -179,3 +179,69 @@ async fn without_redis_logout_leaves_the_access_token_to_expire() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(me(&app, &access).await.0, StatusCode::OK);
 }
+
+/// Redis at `maxmemory` with `noeviction` (as the Kubernetes manifests run it, docs/k8s.md):
+/// revoked tokens stay revoked. The denylist entries are never evicted, and a refused write
+/// (`OOM`) does not open the app's circuit breaker, which would skip the denylist too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_keeps_revoked_tokens_revoked() {
+    let redis = RedisServer::start_with_args(&["--maxmemory-policy", "noeviction"]);
+    // A breaker that opened would skip Redis for far longer than this test's checks take.
+    let app = TestApp::spawn_with(|c| {
+        redis.configure(c);
+        c.redis.breaker_ms = 60_000;
+    })
+    .await;
+    let user = app.customer().await;
+    let (first, refresh) = sign_in(&app, &user.email).await;
+    let (status, _) = app
+        .post(
+            "/api/v1/auth/logout",
+            Some(&first),
+            json!({ "refresh_token": refresh }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(me(&app, &first).await, revoked());
+
+    // Full: a maxmemory below what it uses (filling it with data would race Redis freeing
+    // client buffers, which lets small writes in again).
+    let mut conn = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let refused = ::redis::cmd("SET")
+        .arg("one:more")
+        .arg(1)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("OOM"), "{refused}");
+
+    // A logout now cannot record its revocation (the write is refused, as when Redis is
+    // down), yet the token revoked before is still refused.
+    let (second, refresh) = sign_in(&app, &user.email).await;
+    let (status, _) = app
+        .post(
+            "/api/v1/auth/logout",
+            Some(&second),
+            json!({ "refresh_token": refresh }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(me(&app, &first).await, revoked(), "after a refused write");
+    let evicted: String = ::redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(evicted.contains("evicted_keys:0\r\n"), "{evicted}");
+}

@@ -314,6 +314,48 @@ mod tests {
         assert_eq!(passwords.jwt.len(), 64);
     }
 
+    #[test]
+    fn the_redis_secret_is_one_hex_value_for_data_nodes_sentinels_and_the_app() {
+        // Written unquoted into sentinel.conf (`requirepass`, `sentinel auth-pass`) and
+        // into the app's URL: only hex is safe in both.
+        let passwords = Passwords::generate().unwrap();
+        assert!(passwords.redis.len() >= 32);
+        assert!(passwords.redis.bytes().all(|b| b.is_ascii_hexdigit()));
+        // The data nodes, the Sentinels, and the app and worker towards the Sentinels
+        // all read the same key.
+        let mut readers = BTreeSet::new();
+        for object in rendered("staging") {
+            let Some(spec) = object.value["spec"]["template"]["spec"].as_object() else {
+                continue;
+            };
+            for container in spec["containers"].as_array().into_iter().flatten() {
+                for env in container["env"].as_array().into_iter().flatten() {
+                    let name = env["name"].as_str().unwrap_or("");
+                    if name == "REDISCLI_AUTH" || name == "APP_REDIS__SENTINEL_PASSWORD" {
+                        assert_eq!(
+                            env["valueFrom"]["secretKeyRef"],
+                            json!({"name": REDIS, "key": "auth"}),
+                            "{}: {name}",
+                            object.key
+                        );
+                        readers.insert(format!(
+                            "{}/{name}",
+                            object.value["metadata"]["name"].as_str().unwrap()
+                        ));
+                    }
+                }
+            }
+        }
+        let expected = [
+            "shop-app/APP_REDIS__SENTINEL_PASSWORD",
+            "shop-redis-primary/REDISCLI_AUTH",
+            "shop-redis-replica/REDISCLI_AUTH",
+            "shop-redis-sentinel/REDISCLI_AUTH",
+            "shop-worker/APP_REDIS__SENTINEL_PASSWORD",
+        ];
+        assert_eq!(readers, expected.iter().map(|s| s.to_string()).collect());
+    }
+
     fn walk(value: &Value, visit: &mut impl FnMut(&Value)) {
         visit(value);
         match value {

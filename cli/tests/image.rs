@@ -8,29 +8,16 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, tool, Moto, Project, Registry};
+use common::{app_binary, free_port, tool, Moto, Project, Registry};
 use predicates::prelude::*;
 use serde_json::Value;
 
 const EPOCH: &str = "1764000000";
 /// Moto's ECR login: user AWS, password `<account>-auth-token`.
 const MOTO_ECR_PASSWORD: &str = "123456789012-auth-token";
-
-fn app_binary() -> PathBuf {
-    let app = assert_cmd::cargo::cargo_bin("shopctl")
-        .parent()
-        .unwrap()
-        .join("app");
-    assert!(
-        app.is_file(),
-        "the app binary must be next to shopctl: cargo build -p app --bin app"
-    );
-    app
-}
 
 /// `shopctl image build --app-bin <debug app> --json` in a project; the outcome.
 fn build(project: &Project, epoch: &str) -> Value {

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::manifests::{argv, Manifests};
+use common::random_hex;
 use serde_json::{json, Value};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
@@ -403,16 +404,6 @@ fn signal_postgres(postmaster: i32, signal: i32) {
             libc::kill(pid, signal);
         }
     }
-}
-
-fn random_hex(bytes: usize) -> String {
-    use std::io::Read;
-    let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut buf)
-        .unwrap();
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The `postgres` account (uid, gid): PostgreSQL runs as it, as in the pod, and peer

@@ -27,7 +27,6 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    io::Read,
     net::TcpStream,
     os::unix::{fs::PermissionsExt, process::CommandExt},
     path::{Path, PathBuf},
@@ -37,9 +36,9 @@ use std::{
 
 use base64::Engine;
 use common::{
-    free_port,
+    app_binary, free_port,
     manifests::{argv, literal_env, Manifests},
-    Project,
+    random_hex, Project,
 };
 use lapin::{
     options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
@@ -80,19 +79,6 @@ fn bin(name: &str) -> PathBuf {
     debian
 }
 
-/// The `app` binary, built next to shopctl.
-fn app_binary() -> PathBuf {
-    let app = assert_cmd::cargo::cargo_bin("shopctl")
-        .parent()
-        .unwrap()
-        .join("app");
-    assert!(
-        app.is_file(),
-        "the app binary must be next to shopctl: cargo build -p app --bin app"
-    );
-    app
-}
-
 /// RabbitMQ's `rabbit_password_hashing_sha256`, as cli/src/deploy/secrets.rs computes it
 /// for the `shop-rabbitmq-users` Secret: base64(salt ++ sha256(salt ++ password)).
 fn rabbitmq_hash(password: &str, salt: [u8; 4]) -> String {
@@ -102,15 +88,6 @@ fn rabbitmq_hash(password: &str, salt: [u8; 4]) -> String {
     let mut bytes = salt.to_vec();
     bytes.extend_from_slice(&hasher.finalize());
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut buf)
-        .unwrap();
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Runs a command to its end within `timeout` (killed past it): success, stdout, stderr.

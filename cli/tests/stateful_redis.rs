@@ -25,6 +25,7 @@ use serde_json::Value;
 mod common;
 
 use common::manifests::{argv, Manifests};
+use common::random_hex;
 use common::Project;
 
 /// The data nodes' and the Sentinels' ports, as rendered (kept: each pod has its own
@@ -567,14 +568,6 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .unwrap();
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The bytes of a binary quantity (`512Mi`), as rendered in `resources.limits.memory`.

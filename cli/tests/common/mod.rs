@@ -378,3 +378,26 @@ fn postgres_account() -> Option<(u32, u32)> {
         (!pw.is_null()).then(|| ((*pw).pw_uid, (*pw).pw_gid))
     }
 }
+
+/// `bytes` random bytes as lowercase hex: passwords and secrets a test generates.
+pub fn random_hex(bytes: usize) -> String {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .unwrap();
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `app` binary, built next to shopctl (`cargo test --workspace` builds it).
+pub fn app_binary() -> PathBuf {
+    let app = assert_cmd::cargo::cargo_bin("shopctl")
+        .parent()
+        .unwrap()
+        .join("app");
+    assert!(
+        app.is_file(),
+        "the app binary must be next to shopctl: cargo build -p app --bin app"
+    );
+    app
+}

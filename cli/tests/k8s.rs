@@ -430,12 +430,7 @@ fn problems(docs: &[Doc], expect: &Expect) -> Vec<String> {
     //    agent matches egress before the Service is translated to the control plane's ENIs.
     for doc in docs {
         if talks_to_the_api(docs, doc)
-            && !egress_allows(
-                docs,
-                doc,
-                &format!("{}/32", expect.api_server_service_ip),
-                443,
-            )
+            && !egress_allows(docs, doc, expect.api_server_service_ip, 443)
         {
             bad(format!(
                 "{}: talks to the Kubernetes API but no NetworkPolicy allows egress to {}/32 on 443",
@@ -720,7 +715,15 @@ fn selector_matches(selector: &Value, labels: &Value) -> bool {
 
 /// Whether some NetworkPolicy selecting the workload's pods allows egress to exactly
 /// `cidr` on TCP `port` (a rule without ports allows every port).
-fn egress_allows(docs: &[Doc], doc: &Doc, cidr: &str, port: u64) -> bool {
+/// Whether a NetworkPolicy selecting the pods lets them reach `ip` on TCP `port`: an
+/// `ipBlock` that contains the address and does not except it.
+fn egress_allows(docs: &[Doc], doc: &Doc, ip: &str, port: u64) -> bool {
+    let ip: std::net::Ipv4Addr = ip.parse().expect("an IPv4 address");
+    let contains = |cidr: &Value| {
+        cidr.as_str()
+            .and_then(|c| c.parse::<ipnet::Ipv4Net>().ok())
+            .is_some_and(|net| net.contains(&ip))
+    };
     let Some(labels) = pod_labels(doc) else {
         return false;
     };
@@ -729,11 +732,15 @@ fn egress_allows(docs: &[Doc], doc: &Doc, cidr: &str, port: u64) -> bool {
         .filter(|p| selector_matches(&p.value["spec"]["podSelector"], labels))
         .flat_map(|p| p.value["spec"]["egress"].as_array().into_iter().flatten())
         .any(|rule| {
-            let to = rule["to"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|peer| peer["ipBlock"]["cidr"] == cidr);
+            let to = rule["to"].as_array().into_iter().flatten().any(|peer| {
+                let block = &peer["ipBlock"];
+                contains(&block["cidr"])
+                    && !block["except"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|e| contains(e))
+            });
             let ports = rule["ports"].as_array();
             let on_port = ports.is_none_or(|ports| {
                 ports

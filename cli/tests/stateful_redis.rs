@@ -497,7 +497,18 @@ impl Cluster {
                 .named_masters()
                 .iter()
                 .all(|m| m.as_deref() == Some(ip.as_str()));
-            (replicas_follow && sentinels_agree).then(|| master.name.clone())
+            // Every Sentinel has found every replica (it learns them from the master's INFO,
+            // every 10 s): a failover only reconfigures the replicas a Sentinel knows, so one
+            // found too late would stay behind, following the demoted master.
+            let replicas = self.data_nodes().count() - 1;
+            let sentinels_know_replicas = self.sentinels().all(|s| {
+                matches!(
+                    self.ask(s, &["SENTINEL", "REPLICAS", "shop"]),
+                    Ok(Reply::Array(known)) if known.len() >= replicas
+                )
+            });
+            (replicas_follow && sentinels_agree && sentinels_know_replicas)
+                .then(|| master.name.clone())
         })
     }
 

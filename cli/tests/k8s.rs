@@ -94,9 +94,12 @@ fn rendered(out: &Path, env: &str) -> (Vec<PathBuf>, Vec<Doc>) {
     let mut docs = parse(&files);
     // Named by their path under k8s/: `cluster/…` for the cluster phase's.
     let cluster_dir = k8s.join("cluster");
-    let cluster: Vec<String> = (cluster_dir.is_dir())
-        .then(|| yaml_files(&cluster_dir))
-        .unwrap_or_default()
+    let cluster_files = if cluster_dir.is_dir() {
+        yaml_files(&cluster_dir)
+    } else {
+        Vec::new()
+    };
+    let cluster: Vec<String> = cluster_files
         .iter()
         .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
@@ -739,7 +742,7 @@ fn egress_allows(docs: &[Doc], doc: &Doc, ip: &str, port: u64) -> bool {
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .any(|e| contains(e))
+                        .any(contains)
             });
             let ports = rule["ports"].as_array();
             let on_port = ports.is_none_or(|ports| {

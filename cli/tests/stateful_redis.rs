@@ -13,7 +13,7 @@
 //! What has no local equivalent is substituted in one place, `Pod::localize` (and the
 //! Secret in `SECRET`); nothing else is changed.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

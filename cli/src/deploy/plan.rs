@@ -492,7 +492,7 @@ mod tests {
             .all(|k| !controllers::is_controller_scope(k)));
         assert!(order[namespace + 1..]
             .iter()
-            .all(|k| controllers::is_controller_scope(k)));
+            .all(controllers::is_controller_scope));
         let at = |kind: &str| order.iter().position(|k| k.kind == kind).unwrap();
         assert!(at("Ingress") < at("IngressClass"));
         assert!(at("Ingress") < at("Deployment"));

@@ -512,6 +512,18 @@ impl Cluster {
         })
     }
 
+    /// Every data node holds every key of `keys` (acknowledged writes).
+    fn assert_no_node_lost(&self, keys: &[String]) {
+        for node in self.data_nodes() {
+            let missing = self.missing(node, keys);
+            assert!(
+                missing.is_empty(),
+                "{} lost acknowledged writes: {missing:?}",
+                node.name
+            );
+        }
+    }
+
     /// The keys of `keys` a node lacks.
     fn missing(&self, pod: &Pod, keys: &[String]) -> Vec<String> {
         keys.iter()
@@ -716,14 +728,7 @@ fn redis_and_sentinel_from_the_rendered_manifests_keep_acknowledged_writes_and_o
         "the old primary's restart moved the master"
     );
     let all: Vec<String> = before.iter().chain(&after).cloned().collect();
-    for node in cluster.data_nodes() {
-        let missing = cluster.missing(node, &all);
-        assert!(
-            missing.is_empty(),
-            "{} lost acknowledged writes: {missing:?}",
-            node.name
-        );
-    }
+    cluster.assert_no_node_lost(&all);
 
     phase("old primary restarted");
     // The new master's process restarts: it comes back as the master (the Sentinels still
@@ -738,14 +743,7 @@ fn redis_and_sentinel_from_the_rendered_manifests_keep_acknowledged_writes_and_o
     );
     let master =
         cluster.wait_one_master("the new master back: exactly one master, followed and named");
-    for node in cluster.data_nodes() {
-        let missing = cluster.missing(node, &all);
-        assert!(
-            missing.is_empty(),
-            "{} lost acknowledged writes: {missing:?}",
-            node.name
-        );
-    }
+    cluster.assert_no_node_lost(&all);
     let failover_done = started.elapsed();
     phase("new master restarted");
 
